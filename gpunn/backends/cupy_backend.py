@@ -1,0 +1,54 @@
+"""The GPU backend: the reference ops of :class:`NumpyBackend` run on CuPy arrays.
+
+This module imports cupy, so only :func:`gpunn.backends.get_backend` imports it, and only
+when a GPU backend is asked for or probed. Ops that a fused CUDA kernel makes faster are
+overridden here; every other op is the reference code with ``xp = cupy``.
+"""
+
+from __future__ import annotations
+
+import cupy
+import numpy as np
+
+from gpunn.backends.numpy_backend import NumpyBackend
+
+
+class CupyBackend(NumpyBackend):
+    """Runs every op with CuPy on the current CUDA device."""
+
+    name = "gpu"
+    xp = cupy
+
+    def asarray(self, x, dtype=None):
+        """Moves ``x`` to the device; NumPy arrays are copied host-to-device once."""
+        return cupy.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x) -> np.ndarray:
+        return cupy.asnumpy(x)
+
+    def synchronize(self) -> None:
+        cupy.cuda.get_current_stream().synchronize()
+
+    def device_name(self) -> str:
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def probe() -> str | None:
+    """Returns None when CuPy can run work on a GPU here, else the reason it cannot.
+
+    Runs one tiny elementwise op, so a missing driver, device or NVRTC shows up here
+    rather than in the middle of training.
+    """
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError, missing driver library, ...
+        return f"CuPy found no usable CUDA driver ({type(exc).__name__}: {exc})"
+    if count == 0:
+        return "CuPy sees no CUDA device"
+    try:
+        (cupy.arange(4, dtype=cupy.float32) * 2).sum().get()
+    except Exception as exc:
+        return f"CuPy could not run a kernel ({type(exc).__name__}: {exc})"
+    return None

@@ -1,0 +1,250 @@
+"""The reference backend: every op written once against ``self.xp``.
+
+``CupyBackend`` subclasses this class with ``xp = cupy`` and overrides only the ops a
+custom kernel makes faster; everything else runs this code unchanged on the GPU. So each
+formula here is *the* definition of the op, and the kernels are tested against it.
+
+Conventions: arrays are ``(batch, features)``; an op never changes its inputs unless its
+name ends in ``_``; outputs keep the input dtype (Python scalars are weak under NumPy 2 /
+CuPy 14 promotion rules, so ``x * 0.5`` stays float32). Losses return a 0-d device array
+so a training step never waits for the device just to read the loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpunn.errors import InvalidInputError
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class NumpyBackend:
+    """Runs every op with NumPy on the CPU."""
+
+    name = "cpu"
+    xp = np
+
+    # ---------------------------------------------------------------- arrays
+    def asarray(self, x, dtype=None):
+        """Moves ``x`` to this backend (a no-op for arrays already here)."""
+        if hasattr(x, "__cuda_array_interface__"):
+            raise TypeError(
+                "got a GPU (CuPy) array but this model runs on the CPU backend; "
+                "pass x.get() or build the model with backend='gpu'"
+            )
+        return np.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x) -> np.ndarray:
+        """Copies ``x`` to a host NumPy array."""
+        return np.asarray(x)
+
+    def empty(self, shape, dtype):
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def take_rows(self, x, index):
+        """``x[index]`` for a 1-D device index array, as a new contiguous array."""
+        return self.xp.take(x, index, axis=0)
+
+    def synchronize(self) -> None:
+        """Waits for queued device work (nothing to wait for on the CPU)."""
+
+    # ---------------------------------------------------------------- dense
+    def dense_forward(self, x, w, b=None):
+        """``y = x @ w + b``. Shape: x ``(batch, n_in)``, w ``(n_in, n_out)``, b
+        ``(n_out,)`` -> y ``(batch, n_out)``."""
+        y = x @ w
+        if b is not None:
+            y += b
+        return y
+
+    def dense_backward_(self, x, w, dy, dw, db=None, need_dx=True):
+        """Writes ``dw = x.T @ dy`` and ``db = dy.sum(0)`` in place; returns
+        ``dx = dy @ w.T`` (or None when ``need_dx`` is false)."""
+        self.xp.matmul(x.T, dy, out=dw)
+        if db is not None:
+            dy.sum(axis=0, out=db)
+        return dy @ w.T if need_dx else None
+
+    # ---------------------------------------------------------------- activations
+    def identity(self, x):
+        return x
+
+    def backprop_identity(self, dy, y):
+        return dy
+
+    def relu(self, x):
+        """``max(x, 0)``."""
+        return self.xp.maximum(x, 0)
+
+    def backprop_relu(self, dy, y):
+        """``dy * (y > 0)``: the subgradient at 0 is 0, as in PyTorch."""
+        return dy * (y > 0)
+
+    def sigmoid(self, x):
+        """``1 / (1 + exp(-x))`` without overflow for large ``|x|``."""
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+    def backprop_sigmoid(self, dy, y):
+        """``dy * y * (1 - y)`` with ``y = sigmoid(x)``."""
+        return dy * y * (1 - y)
+
+    def tanh(self, x):
+        return self.xp.tanh(x)
+
+    def backprop_tanh(self, dy, y):
+        """``dy * (1 - y**2)`` with ``y = tanh(x)``."""
+        return dy * (1 - y * y)
+
+    def softmax(self, x):
+        """Row-wise ``exp(x) / sum(exp(x))``, shifted by the row max. Shape ``(batch,
+        classes)``."""
+        e = self.xp.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def backprop_softmax(self, dy, y):
+        """``y * (dy - sum(dy * y, axis=1))``: the softmax Jacobian-vector product."""
+        return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+    # ---------------------------------------------------------------- losses
+    def softmax_cross_entropy(self, logits, labels):
+        """Mean cross-entropy of softmax(logits) against integer labels, and its
+        gradient, in one call.
+
+        ``loss = mean_i(logsumexp(z_i) - z_i[y_i])``; ``dlogits = (softmax(z) -
+        onehot(y)) / batch``. Stable for any finite logits and for ``-inf`` logits that
+        are not the label's.
+
+        Shape: logits ``(batch, classes)``, labels ``(batch,)`` integers in
+        ``[0, classes)`` (checked by the caller, once per dataset).
+        Returns: ``(loss, dlogits)``, loss a 0-d array of the logits' dtype.
+        """
+        xp = self.xp
+        n = logits.shape[0]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        sums = exp.sum(axis=1, keepdims=True)
+        rows = xp.arange(n)
+        picked = shifted[rows, labels]
+        loss = (xp.log(sums[:, 0]) - picked).sum() / max(n, 1)
+        dlogits = exp / sums
+        dlogits[rows, labels] -= 1
+        dlogits /= max(n, 1)
+        return loss, dlogits
+
+    def binary_cross_entropy(self, logits, targets):
+        """Mean binary cross-entropy of sigmoid(logits) against targets in [0, 1], and
+        its gradient, as PyTorch's ``BCEWithLogitsLoss`` (mean over all elements).
+
+        ``loss = mean(max(z, 0) - z * t + log1p(exp(-|z|)))``; ``dlogits = (sigmoid(z)
+        - t) / z.size``. Shape: logits and targets alike, e.g. ``(batch, 1)``.
+        """
+        xp = self.xp
+        count = max(logits.size, 1)
+        loss = (xp.maximum(logits, 0) - logits * targets
+                + xp.log1p(xp.exp(-xp.abs(logits)))).sum() / count
+        dlogits = (self.sigmoid(logits) - targets) / count
+        return loss, dlogits
+
+    def mse(self, outputs, targets):
+        """Mean squared error over all elements (PyTorch's ``MSELoss``) and its
+        gradient ``2 * (outputs - targets) / outputs.size``."""
+        count = max(outputs.size, 1)
+        diff = outputs - targets
+        loss = (diff * diff).sum() / count
+        return loss, diff * (2 / count)
+
+    # ---------------------------------------------------------------- reductions
+    def sum_squares(self, x):
+        """``sum(x**2)`` as a 0-d array (accumulated in float32 at least)."""
+        x = x.astype(self.xp.promote_types(x.dtype, np.float32), copy=False)
+        return self.xp.vdot(x, x) if x.ndim == 1 else (x * x).sum()
+
+    def count_correct(self, outputs, targets, kind: str):
+        """Number of correct predictions as a 0-d device array. ``kind`` is
+        ``"multiclass"`` (argmax vs integer labels), ``"binary"`` (logit > 0 vs 0/1
+        targets, element-wise)."""
+        if kind == "multiclass":
+            return (outputs.argmax(axis=1) == targets).sum()
+        return ((outputs > 0) == (targets > 0.5)).sum()
+
+    def all_finite(self, x) -> bool:
+        return bool(self.xp.isfinite(x).all())
+
+    # ---------------------------------------------------------------- optimizers
+    def sgd_update_(self, param, grad, momentum_buf, *, lr, momentum, dampening,
+                    nesterov, weight_decay, maximize, first_step):
+        """One ``torch.optim.SGD`` step over flat arrays, in place.
+
+        ``g = -grad if maximize else grad; g += weight_decay * p``; with momentum
+        ``buf = g`` on the first step else ``buf = momentum * buf + (1 - dampening) * g``,
+        then ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``p -= lr * g``.
+        """
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            g = g + weight_decay * param
+        if momentum != 0:
+            if first_step:
+                momentum_buf[...] = g
+            else:
+                momentum_buf *= momentum
+                momentum_buf += (1 - dampening) * g
+            g = g + momentum * momentum_buf if nesterov else momentum_buf
+        param -= lr * g
+
+    def adam_update_(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *,
+                     lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
+                     step_size, bias_correction2_sqrt):
+        """One ``torch.optim.Adam`` / ``AdamW`` step over flat arrays, in place.
+
+        ``m = m + (1 - b1) * (g - m)``; ``v = b2 * v + (1 - b2) * g * g``;
+        ``p -= step_size * m / (sqrt(v) / sqrt(1 - b2**t) + eps)`` with
+        ``step_size = lr / (1 - b1**t)`` computed on the host. Weight decay is added to
+        the gradient (Adam) or applied as ``p *= 1 - lr * weight_decay`` first
+        (``decoupled``, AdamW). With ``max_exp_avg_sq`` (AMSGrad) the running maximum of
+        ``v`` replaces ``v`` in the denominator.
+        """
+        xp = self.xp
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            if decoupled:
+                param *= 1 - lr * weight_decay
+            else:
+                g = g + weight_decay * param
+        _lerp_(exp_avg, g, 1 - beta1)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * g * g
+        if max_exp_avg_sq is not None:
+            xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            denom = xp.sqrt(max_exp_avg_sq)
+        else:
+            denom = xp.sqrt(exp_avg_sq)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        param -= step_size * exp_avg / denom
+
+    # ---------------------------------------------------------------- checks
+    @staticmethod
+    def check_float(name: str, x) -> None:
+        """Raises when ``x`` is not float32/float64 (the op contract)."""
+        if x.dtype not in FLOAT_DTYPES:
+            raise InvalidInputError(
+                f"{name} must be float32 or float64, got {x.dtype}"
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _lerp_(start, end, weight: float) -> None:
+    """``start += weight * (end - start)`` in place, rounded as ``torch.lerp`` rounds
+    (it switches formula at ``weight = 0.5`` to stay exact at both ends)."""
+    if weight < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)

@@ -1,0 +1,87 @@
+"""Checks and moves user data to a backend, once per dataset, at the API boundary.
+
+Dtype rule: features of any real dtype (bool, ints, float16/32/64) are cast to the
+model's dtype; object, string and complex arrays raise TypeError. NumPy arrays given to a
+GPU model are copied to the device once; a GPU array given to a CPU model raises
+TypeError saying how to fix it. The caller's arrays are never modified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpunn.errors import InvalidInputError
+
+
+def _host_or_device(x):
+    return x if hasattr(x, "__cuda_array_interface__") else np.asarray(x)
+
+
+def _check_kind(name: str, x) -> None:
+    if x.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (bool, int or float), got dtype {x.dtype}"
+        )
+
+
+def features(backend, X, dtype, n_features: int | None, name: str = "X"):
+    """Validates a feature matrix and returns it on ``backend`` in ``dtype``.
+
+    Raises InvalidInputError for a non-2-D array, 0 samples, 0 features, a width other
+    than ``n_features``, NaN or infinity (also after the cast); TypeError for
+    non-numeric dtypes or an array on the wrong device.
+    """
+    X = _host_or_device(X)
+    _check_kind(name, X)
+    if X.ndim != 2:
+        raise InvalidInputError(
+            f"{name} must be 2-D with shape (n_samples, n_features), got shape {X.shape}"
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise InvalidInputError(
+            f"{name} must have at least 1 sample and 1 feature, got shape {X.shape}"
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise InvalidInputError(
+            f"{name} has {X.shape[1]} features per sample, but the model expects "
+            f"{n_features} (shape (n, {n_features})), got shape {X.shape}"
+        )
+    out = backend.asarray(X, dtype=dtype)
+    check_finite(backend, out, name)
+    return out
+
+
+def values(backend, x, dtype, name: str):
+    """Validates any real array (no shape rule) and returns it on ``backend``."""
+    x = _host_or_device(x)
+    _check_kind(name, x)
+    out = backend.asarray(x, dtype=dtype)
+    check_finite(backend, out, name)
+    return out
+
+
+def check_finite(backend, x, name: str) -> None:
+    """Raises InvalidInputError when ``x`` (any backend) holds NaN or infinity."""
+    if backend.all_finite(x):
+        return
+    if bool(backend.xp.isnan(x).any()):
+        raise InvalidInputError(f"Input {name} contains NaN.")
+    raise InvalidInputError(
+        f"Input {name} contains infinity or a value too large for {x.dtype}."
+    )
+
+
+def targets(backend, y, loss, n_outputs: int, n_samples: int, dtype, name: str = "y"):
+    """Validates targets against the loss and the number of samples; returns them on
+    ``backend`` in the loss's form (int64 labels or ``dtype`` values)."""
+    y = _host_or_device(y)
+    if hasattr(y, "__cuda_array_interface__"):
+        y = backend.to_numpy(backend.asarray(y))
+    _check_kind(name, y)
+    if y.ndim == 0 or len(y) != n_samples:
+        got = "a scalar" if y.ndim == 0 else f"{len(y)} samples"
+        raise InvalidInputError(
+            f"{name} must have one entry per sample of X ({n_samples}), got {got} "
+            f"(shape {y.shape})"
+        )
+    return backend.asarray(loss.prepare_targets(y, n_outputs, dtype))

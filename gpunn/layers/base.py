@@ -1,0 +1,72 @@
+"""The layer contract.
+
+A layer is built once its input width is known: ``build(n_in, rng)`` returns the
+:class:`~gpunn.arena.ParamSpec` of each parameter it needs, and after the model has laid
+them out in its arena, ``bind(backend, params, grads)`` hands the layer its views.
+
+``forward(x, training)`` returns ``y`` and, when training, keeps what ``backward``
+needs; ``backward(dy)`` returns ``dx`` and writes the parameter gradients into the grad
+views (overwriting them). A layer whose ``needs_dx`` is false (the first layer of a
+model) may return None from ``backward`` and skip that work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpunn.arena import ParamSpec
+from gpunn.errors import NotBuiltError
+
+
+class Layer:
+    """Base class of all layers. Shape: ``(batch, n_in)`` -> ``(batch, n_out)``."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self.backend = None
+        self.n_in: int | None = None
+        self.n_out: int | None = None
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.needs_dx = True
+
+    # ------------------------------------------------------------- building
+    def build(self, n_in: int, rng: np.random.Generator) -> list[ParamSpec]:
+        """Fixes the input width, returns the parameters to allocate."""
+        self.n_in, self.n_out = n_in, self.output_dim(n_in)
+        return []
+
+    def output_dim(self, n_in: int) -> int:
+        return n_in
+
+    def bind(self, backend, params: dict, grads: dict) -> None:
+        self.backend, self.params, self.grads = backend, params, grads
+
+    @property
+    def built(self) -> bool:
+        return self.backend is not None
+
+    # ------------------------------------------------------------- compute
+    def forward(self, x, training: bool = False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x, training: bool = False):
+        if not self.built:
+            raise NotBuiltError(f"layer {self.name or type(self).__name__} is not built")
+        return self.forward(x, training)
+
+    # ------------------------------------------------------------- introspection
+    def flops_per_sample(self) -> int:
+        """Forward floating-point operations for one sample."""
+        return 0
+
+    def get_config(self) -> dict:
+        """The constructor arguments (JSON-serializable) that rebuild this layer."""
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,231 @@
+"""``Sequential``: a stack of layers over one parameter arena, one backend, one dtype and
+one seeded random generator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpunn import inputs, losses, optim, training
+from gpunn import metrics as metrics_lib
+from gpunn.arena import ParameterArena
+from gpunn.backends import get_backend
+from gpunn.errors import NotBuiltError
+from gpunn.layers.base import Layer
+
+DTYPES = ("float32", "float64")
+DEFAULT_METRICS = ("accuracy",)
+
+
+class Sequential:
+    """A feed-forward stack of layers, trained as one.
+
+    Args:
+        layers: the layers, input to output. More can be added with :meth:`add`
+            before the model is built.
+        input_dim: number of input features; when None the model is built on the
+            first call to ``fit``/``train_step``/``predict`` from the data's width.
+        dtype: ``"float32"`` or ``"float64"``: parameters, activations and gradients.
+            Default: ``"float32"``.
+        backend: ``"cpu"``, ``"gpu"``, ``"auto"`` or None (env ``GPUNN_BACKEND``, else
+            ``"auto"``). See :func:`gpunn.backends.get_backend`.
+        seed: seed of the model's ``numpy.random.Generator``, the only source of
+            randomness (initial weights, shuffling). None draws one from the OS and
+            records it in ``model.seed``.
+
+    Example::
+
+        model = gpunn.Sequential([Dense(256, activation="relu"), Dense(10)], seed=0)
+        model.compile("softmax_cross_entropy", gpunn.optim.Adam(1e-3))
+        history = model.fit(X, y, epochs=10, batch_size=64)
+    """
+
+    def __init__(self, layers=(), input_dim: int | None = None, dtype="float32",
+                 backend=None, seed: int | None = None):
+        self.backend = get_backend(backend)
+        self.dtype = np.dtype(dtype) if str(dtype) in DTYPES else None
+        if self.dtype is None:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or seed < 0):
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+        self.seed = seed if seed is not None else int(
+            np.random.SeedSequence().entropy % 2**63)
+        self.rng = np.random.default_rng(self.seed)
+        self.layers: list[Layer] = []
+        for layer in layers:
+            self.add(layer)
+        self.arena: ParameterArena | None = None
+        self.input_dim: int | None = None
+        self.loss = self.optimizer = None
+        self.metrics: list = []
+        if input_dim is not None:
+            self.build(input_dim)
+
+    # ----------------------------------------------------------------- building
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers must be gpunn Layers, got {type(layer).__name__}")
+        if self.built:
+            raise RuntimeError("cannot add a layer to a model that is already built")
+        self.layers.append(layer)
+
+    @property
+    def built(self) -> bool:
+        return getattr(self, "arena", None) is not None
+
+    def build(self, input_dim: int) -> None:
+        """Lays out every layer's parameters in one arena and draws their initial
+        values from the model's generator, in layer order."""
+        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
+        if self.built:
+            raise RuntimeError(f"model is already built with input_dim={self.input_dim}")
+        if not self.layers:
+            raise ValueError("a Sequential model needs at least one layer")
+        self._name_layers()
+        specs, width = [], input_dim
+        for layer in self.layers:
+            specs += [(layer.name, spec) for spec in layer.build(width, self.rng)]
+            width = layer.n_out
+        arena = ParameterArena(self.backend, self.dtype, specs)
+        for layer in self.layers:
+            layer.bind(self.backend, arena.views(layer.name, arena.params),
+                       arena.views(layer.name, arena.grads))
+            layer.needs_dx = layer is not self.layers[0]
+        self.arena, self.input_dim, self.output_dim = arena, input_dim, width
+        if self.optimizer is not None:
+            self.optimizer.bind(arena)
+
+    def _name_layers(self) -> None:
+        taken = {layer.name for layer in self.layers if layer.name}
+        if len(taken) != sum(1 for layer in self.layers if layer.name):
+            raise ValueError("layer names must be unique within a model")
+        for i, layer in enumerate(self.layers):
+            if not layer.name:
+                layer.name = f"{type(layer).__name__.lower()}_{i}"
+                while layer.name in taken:
+                    layer.name += "_"
+                taken.add(layer.name)
+
+    def compile(self, loss="softmax_cross_entropy", optimizer="adam",
+                metrics=DEFAULT_METRICS) -> None:
+        """Sets the loss, the optimizer and the metrics reported by fit/evaluate.
+
+        Args:
+            loss: ``"softmax_cross_entropy"``, ``"binary_cross_entropy"``, ``"mse"``
+                (see :mod:`gpunn.losses`) or a Loss.
+            optimizer: an :class:`~gpunn.optim.Optimizer` or ``"sgd"``/``"adam"``/
+                ``"adamw"`` with default hyperparameters. Default: ``"adam"``.
+            metrics: names among ``"accuracy"`` (classification) and ``"mae"``,
+                ``"mse"`` (regression). Default: ``("accuracy",)``, dropped for the mse
+                loss.
+        """
+        loss = losses.get(loss)
+        if metrics is DEFAULT_METRICS and loss.task == "regression":
+            metrics = ()
+        found = [metrics_lib.get(m, loss.task) for m in metrics]
+        optimizer = optim.get(optimizer)
+        self.loss, self.metrics, self.optimizer = loss, found, optimizer
+        if self.built:
+            optimizer.bind(self.arena)
+
+    # ----------------------------------------------------------------- data
+    def _inputs(self, X, name: str = "X"):
+        width = self.input_dim
+        X = inputs.features(self.backend, X, self.dtype, width, name)
+        if not self.built:
+            self.build(X.shape[1])
+        return X
+
+    def _dataset(self, X, y, name: str = "X", y_name: str = "y"):
+        self._require_compiled()
+        X = self._inputs(X, name)
+        y = inputs.targets(self.backend, y, self.loss, self.output_dim, X.shape[0],
+                           self.dtype, y_name)
+        return X, y
+
+    def _require_compiled(self) -> None:
+        if self.loss is None:
+            raise NotBuiltError("call model.compile(loss, optimizer) before training")
+
+    # ----------------------------------------------------------------- compute
+    def forward(self, x, training: bool = False):
+        """Runs the layers on a device batch ``x`` (already validated)."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, doutputs) -> None:
+        """Backpropagates ``doutputs``, writing every gradient into the arena."""
+        for layer in reversed(self.layers):
+            doutputs = layer.backward(doutputs)
+
+    def _train_batch(self, x, y):
+        """One update on a device batch; returns (loss before the update, outputs)."""
+        outputs = self.forward(x, training=True)
+        loss, doutputs = self.loss(self.backend, outputs, y)
+        self.backward(doutputs)
+        self.optimizer.step()
+        return loss, outputs
+
+    def train_step(self, x, y) -> float:
+        """One optimizer update on one batch; returns that batch's loss before it."""
+        x, y = self._dataset(x, y, "x")
+        loss, _ = self._train_batch(x, y)
+        return float(loss)
+
+    def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            validation_data=None, validation_split: float = 0.0,
+            verbose: int = 1) -> training.History:
+        """Trains for ``epochs`` passes over ``(X, y)``; see :func:`gpunn.training.fit`."""
+        return training.fit(self, X, y, epochs, batch_size, shuffle, validation_data,
+                            validation_split, verbose)
+
+    def evaluate(self, X, y, batch_size: int = 1024) -> dict:
+        """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` (eval mode)."""
+        X, y = self._dataset(X, y)
+        return training.evaluate(self, X, y, batch_size)
+
+    def predict(self, X, batch_size: int = 1024) -> np.ndarray:
+        """Returns the raw network outputs for ``X`` as a NumPy array ``(n, outputs)``."""
+        training.check_batch_size(batch_size)
+        X = self._inputs(X)
+        chunks = [self.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+        return self.backend.to_numpy(self.backend.xp.concatenate(chunks))
+
+    # ----------------------------------------------------------------- weights
+    def _require_built(self) -> ParameterArena:
+        if not self.built:
+            raise NotBuiltError("model is not built: pass input_dim or call fit first")
+        return self.arena
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter as NumPy arrays, in layer order (Dense: W, b)."""
+        arena = self._require_built()
+        return [self.backend.to_numpy(arena.view(arena.params, s)).copy()
+                for s in arena.slots]
+
+    def set_weights(self, weights) -> None:
+        """Sets every parameter from NumPy arrays in :meth:`get_weights` order."""
+        arena = self._require_built()
+        weights = list(weights)
+        if len(weights) != len(arena.slots):
+            raise ValueError(
+                f"weights must be a list of {len(arena.slots)} arrays, got {len(weights)}")
+        arrays = []
+        for slot, w in zip(arena.slots, weights):
+            w = np.asarray(w)
+            if w.shape != slot.shape:
+                raise ValueError(
+                    f"weights for {slot.key} must have shape {slot.shape}, got {w.shape}")
+            arrays.append(inputs.values(self.backend, w, self.dtype, f"weights for {slot.key}"))
+        for slot, w in zip(arena.slots, arrays):
+            arena.view(arena.params, slot)[...] = w
+
+    def count_params(self) -> int:
+        return self._require_built().num_params
+
+    def summary(self, print_fn=print) -> str:
+        """Prints (and returns) a table of layers, output widths, parameter counts and
+        forward FLOPs per sample."""
+        return training.summary_table(self, print_fn)

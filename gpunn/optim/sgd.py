@@ -1,0 +1,53 @@
+"""Stochastic gradient descent with momentum, as ``torch.optim.SGD``."""
+
+from __future__ import annotations
+
+from gpunn.optim.base import Optimizer, _check
+
+
+class SGD(Optimizer):
+    """SGD with optional momentum, dampening, Nesterov momentum and L2 weight decay.
+
+    ``g = grad + weight_decay * p``; with momentum, ``buf = g`` on the first step and
+    ``buf = momentum * buf + (1 - dampening) * g`` after, then ``g = g + momentum * buf``
+    (Nesterov, Sutskever et al. 2013) or ``g = buf``; finally ``p = p - lr * g``.
+    This is PyTorch's formulation (lr multiplies the velocity, not the gradient).
+
+    Args:
+        lr: learning rate (> 0). Default: 1e-3, as ``torch.optim.SGD``.
+        momentum: momentum factor (>= 0). Default: 0.
+        dampening: dampening for momentum (>= 0). Default: 0.
+        nesterov: Nesterov momentum; needs momentum > 0 and dampening = 0.
+            Default: False.
+        weight_decay: L2 penalty added to the gradient (>= 0). Default: 0.
+        maximize: ascend the objective instead. Default: False.
+    """
+
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0,
+                 maximize: bool = False):
+        super().__init__(lr)
+        self.momentum = _check("momentum", momentum, lo=0)
+        self.dampening = _check("dampening", dampening, lo=0)
+        self.weight_decay = _check("weight_decay", weight_decay, lo=0)
+        if nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                "nesterov=True needs momentum > 0 and dampening = 0, got "
+                f"momentum={self.momentum}, dampening={self.dampening}"
+            )
+        self.nesterov, self.maximize = bool(nesterov), bool(maximize)
+        self.state_names = ("momentum_buffer",) if self.momentum != 0 else ()
+
+    def _update(self) -> None:
+        arena = self.arena
+        arena.backend.sgd_update_(
+            arena.params, arena.grads, self.state.get("momentum_buffer"),
+            lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+            nesterov=self.nesterov, weight_decay=self.weight_decay,
+            maximize=self.maximize, first_step=self.steps == 1,
+        )
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov, "weight_decay": self.weight_decay,
+                "maximize": self.maximize}

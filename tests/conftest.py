@@ -1,0 +1,48 @@
+"""Shared fixtures: every numeric test runs once per backend through ``backend``."""
+
+import os
+
+# Correctness tests run without TF32 (set before CuPy can be imported).
+os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+os.environ.pop("CUPY_TF32", None)
+os.environ.pop("GPUNN_BACKEND", None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from gpunn.backends import get_backend, gpu_status  # noqa: E402
+
+
+def gpu_skip_reason():
+    """None when the GPU backend is usable, else why not."""
+    cls, reason = gpu_status()
+    return None if cls is not None else reason
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def backend(request):
+    """The NumPy backend, and the CuPy backend when a GPU is usable."""
+    if request.param == "gpu" and gpu_skip_reason():
+        pytest.skip(f"GPU backend not usable: {gpu_skip_reason()}")
+    return get_backend(request.param)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+# QUALITY.md tolerances, (rtol, atol) by dtype.
+ELEMENTWISE_TOL = {np.dtype("float32"): (1e-5, 1.3e-6), np.dtype("float64"): (1e-7, 1e-7)}
+REDUCTION_TOL = {np.dtype("float32"): (1e-5, 1e-5), np.dtype("float64"): (1e-7, 1e-7)}
+
+
+def assert_close(actual, expected, dtype, tol=ELEMENTWISE_TOL):
+    rtol, atol = tol[np.dtype(dtype)]
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected,
+                               rtol=rtol, atol=atol)
