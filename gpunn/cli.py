@@ -20,26 +20,42 @@ def _sizes(text: str) -> list[int]:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated ints like 256,256, got {text!r}") from None
+            f"expected comma-separated ints like 256,256, got {text!r}"
+        ) from None
     if any(s <= 0 for s in sizes):
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return sizes
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpunn", description=gpunn.__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"gpunn {gpunn.__version__}")
+    parser = argparse.ArgumentParser(
+        prog="gpunn", description=gpunn.__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"gpunn {gpunn.__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an MLP (default: the bundled digits)")
-    train.add_argument("--device", choices=backends.BACKEND_NAMES, default=None,
-                       help="where to train (default: env GPUNN_BACKEND, else auto)")
-    train.add_argument("--data", default=None,
-                       help=".npz with arrays X, y or .csv with the label last "
-                            "(default: bundled digits)")
+    train.add_argument(
+        "--device",
+        choices=backends.BACKEND_NAMES,
+        default=None,
+        help="where to train (default: env GPUNN_BACKEND, else auto)",
+    )
+    train.add_argument(
+        "--data",
+        default=None,
+        help=".npz with arrays X, y or .csv with the label last "
+        "(default: bundled digits)",
+    )
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--hidden", type=_sizes, default=[256, 256],
-                       help="hidden layer sizes, comma-separated (default: 256,256)")
+    train.add_argument(
+        "--hidden",
+        type=_sizes,
+        default=[256, 256],
+        help="hidden layer sizes, comma-separated (default: 256,256)",
+    )
     train.add_argument("--activation", choices=activation_names(), default="relu")
     train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     train.add_argument("--lr", type=float, default=1e-3)
@@ -61,29 +77,47 @@ def train(args) -> int:
     (X, y), source = _load(args)
     classify = np.asarray(y).dtype.kind in "iub" or bool(np.all(np.mod(y, 1) == 0))
     X_tr, X_te, y_tr, y_te = datasets.train_test_split(
-        X, y, args.test_size, seed=args.seed, stratify=classify)
+        X, y, args.test_size, seed=args.seed, stratify=classify
+    )
     X_tr, X_te = datasets.standardize(X_tr, X_te)
     n_out = int(np.max(y) + 1) if classify else 1
     model = gpunn.Sequential(
         [Dense(h, activation=args.activation) for h in args.hidden] + [Dense(n_out)],
-        input_dim=X.shape[1], dtype=args.dtype, backend=args.device, seed=args.seed)
-    model.compile("softmax_cross_entropy" if classify else "mse",
-                  optim.get(args.optimizer, lr=args.lr))
-    print(f"data: {source}, {len(X_tr)} train / {len(X_te)} test samples, "
-          f"{X.shape[1]} features, {'%d classes' % n_out if classify else 'regression'}")
-    print(f"model: {X.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_out} "
-          f"({model.count_params():,} params, {args.dtype}) on backend "
-          f"{model.backend.name}, {args.optimizer} lr={args.lr}")
+        input_dim=X.shape[1],
+        dtype=args.dtype,
+        backend=args.device,
+        seed=args.seed,
+    )
+    model.compile(
+        "softmax_cross_entropy" if classify else "mse",
+        optim.get(args.optimizer, lr=args.lr),
+    )
+    task = f"{n_out} classes" if classify else "regression"
+    print(
+        f"data: {source}, {len(X_tr)} train / {len(X_te)} test samples, "
+        f"{X.shape[1]} features, {task}"
+    )
+    print(
+        f"model: {X.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_out} "
+        f"({model.count_params():,} params, {args.dtype}) on backend "
+        f"{model.backend.name}, {args.optimizer} lr={args.lr}"
+    )
     start = time.perf_counter()
-    model.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size,
-              verbose=args.verbose)
+    model.fit(
+        X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose
+    )
     model.backend.synchronize()
     seconds = time.perf_counter() - start
     result = model.evaluate(X_te, y_te)
-    metric = (f"test accuracy: {result['accuracy']:.4f}" if classify
-              else f"test mse: {result['loss']:.6g}")
+    metric = (
+        f"test accuracy: {result['accuracy']:.4f}"
+        if classify
+        else f"test mse: {result['loss']:.6g}"
+    )
     print(f"{metric} (test loss {result['loss']:.4f})")
-    print(f"train time: {seconds:.2f}s, {args.epochs * len(X_tr) / seconds:,.0f} samples/s")
+    print(
+        f"train time: {seconds:.2f}s, {args.epochs * len(X_tr) / seconds:,.0f} samples/s"
+    )
     return 0
 
 
@@ -98,9 +132,11 @@ def info(args) -> int:
         import cupy  # imported already by the probe
 
         gpu = backends.get_backend("gpu")
-        print(f"cupy {cupy.__version__}, CUDA runtime "
-              f"{cupy.cuda.runtime.runtimeGetVersion()}, driver "
-              f"{cupy.cuda.runtime.driverGetVersion()}")
+        print(
+            f"cupy {cupy.__version__}, CUDA runtime "
+            f"{cupy.cuda.runtime.runtimeGetVersion()}, driver "
+            f"{cupy.cuda.runtime.driverGetVersion()}"
+        )
         print(f"gpu backend: usable on {gpu.device_name()}")
     print(f"auto picks: {'gpu' if gpu_cls else 'cpu'}")
     return 0

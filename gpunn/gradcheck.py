@@ -29,9 +29,18 @@ class GradcheckError(AssertionError):
     """An analytic gradient disagrees with finite differences."""
 
 
-def gradcheck(target, x, y=None, *, eps: float = 1e-6, rtol: float = 1e-3,
-              atol: float = 1e-5, max_entries: int = 400, directions: int = 8,
-              seed: int = 0) -> bool:
+def gradcheck(
+    target,
+    x,
+    y=None,
+    *,
+    eps: float = 1e-6,
+    rtol: float = 1e-3,
+    atol: float = 1e-5,
+    max_entries: int = 400,
+    directions: int = 8,
+    seed: int = 0,
+) -> bool:
     """Checks analytic gradients of a Layer, a loss (name or Loss) or a compiled
     Sequential against central differences in float64.
 
@@ -48,7 +57,13 @@ def gradcheck(target, x, y=None, *, eps: float = 1e-6, rtol: float = 1e-3,
     Returns: True. Raises: GradcheckError on a mismatch, ValueError for non-float64.
     """
     rng = np.random.default_rng(seed)
-    tol = dict(eps=eps, rtol=rtol, atol=atol, max_entries=max_entries, rng=rng)
+    tol = {
+        "eps": eps,
+        "rtol": rtol,
+        "atol": atol,
+        "max_entries": max_entries,
+        "rng": rng,
+    }
     if isinstance(target, Layer):
         return _check_layer(target, _f64(x, "x"), **tol)
     if hasattr(target, "arena") and hasattr(target, "forward"):
@@ -101,16 +116,25 @@ def _standalone(layer, n_in, rng):
     """Builds ``layer`` alone on the float64 CPU backend."""
     backend = get_backend("cpu")
     owner = layer.name or "layer"
-    arena = ParameterArena(backend, np.float64,
-                           [(owner, s) for s in layer.build(n_in, rng)])
-    layer.bind(backend, arena.views(owner, arena.params), arena.views(owner, arena.grads))
+    arena = ParameterArena(
+        backend, np.float64, [(owner, s) for s in layer.build(n_in, rng)]
+    )
+    layer.bind(
+        backend, arena.views(owner, arena.params), arena.views(owner, arena.grads)
+    )
 
 
 def _check_layer(layer, x, eps, rtol, atol, max_entries, rng):
     if not layer.built:
         _standalone(layer, x.shape[1], rng)
-    layer.needs_dx = True
-    x = np.array(x)  # our own copy to perturb
+    needs_dx, layer.needs_dx = layer.needs_dx, True
+    try:
+        return _check_layer_built(layer, np.array(x), eps, rtol, atol, max_entries, rng)
+    finally:
+        layer.needs_dx = needs_dx
+
+
+def _check_layer_built(layer, x, eps, rtol, atol, max_entries, rng):
     r = rng.standard_normal((x.shape[0], layer.output_dim(x.shape[1])))
 
     def objective():
@@ -120,12 +144,18 @@ def _check_layer(layer, x, eps, rtol, atol, max_entries, rng):
     dx = np.array(layer.backward(r))
     grads = {name: np.array(g) for name, g in layer.grads.items()}
     checks = [("input x", x, dx)] + [
-        (f"parameter {name}", layer.params[name], grads[name]) for name in grads]
+        (f"parameter {name}", layer.params[name], grads[name]) for name in grads
+    ]
     for what, array, analytic in checks:
         entries = _entries(array.size, max_entries, rng)
         numeric = _numeric(objective, array, entries, eps)
-        _compare(f"{type(layer).__name__} w.r.t. {what}", analytic.reshape(-1)[entries],
-                 numeric, rtol, atol)
+        _compare(
+            f"{type(layer).__name__} w.r.t. {what}",
+            analytic.reshape(-1)[entries],
+            numeric,
+            rtol,
+            atol,
+        )
     return True
 
 
@@ -136,8 +166,13 @@ def _check_loss(loss, outputs, targets, eps, rtol, atol, max_entries, rng):
     _, analytic = loss(backend, z, t)
     entries = _entries(z.size, max_entries, rng)
     numeric = _numeric(lambda: float(loss(backend, z, t)[0]), z, entries, eps)
-    _compare(f"loss {loss.name} w.r.t. its input", np.asarray(analytic).reshape(-1)[entries],
-             numeric, rtol, atol)
+    _compare(
+        f"loss {loss.name} w.r.t. its input",
+        np.asarray(analytic).reshape(-1)[entries],
+        numeric,
+        rtol,
+        atol,
+    )
     return True
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -152,11 +152,19 @@ def he_normal() -> Initializer:
 
 
 _BY_NAME: dict[str, Callable[[], Initializer]] = {
-    "zeros": zeros, "ones": ones, "constant": Constant, "normal": Normal,
-    "uniform": Uniform, "glorot_uniform": glorot_uniform,
-    "glorot_normal": glorot_normal, "xavier_uniform": glorot_uniform,
-    "xavier_normal": glorot_normal, "he_uniform": he_uniform, "he_normal": he_normal,
-    "kaiming_uniform": he_uniform, "kaiming_normal": he_normal,
+    "zeros": zeros,
+    "ones": ones,
+    "constant": Constant,
+    "normal": Normal,
+    "uniform": Uniform,
+    "glorot_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+    "xavier_uniform": glorot_uniform,
+    "xavier_normal": glorot_normal,
+    "he_uniform": he_uniform,
+    "he_normal": he_normal,
+    "kaiming_uniform": he_uniform,
+    "kaiming_normal": he_normal,
     "orthogonal": Orthogonal,
 }
 
@@ -176,7 +184,9 @@ def get(init, argument: str = "initializer") -> Initializer:
     if callable(init):
         _check_plain_signature(init, argument)
         return _Plain(init)
-    raise TypeError(f"{argument} must be a name or a callable, got {type(init).__name__}")
+    raise TypeError(
+        f"{argument} must be a name or a callable, got {type(init).__name__}"
+    )
 
 
 def _check_plain_signature(fn, argument: str) -> None:

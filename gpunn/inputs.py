@@ -46,7 +46,8 @@ def features(backend, X, dtype, n_features: int | None, name: str = "X"):
             f"{name} has {X.shape[1]} features per sample, but the model expects "
             f"{n_features} (shape (n, {n_features})), got shape {X.shape}"
         )
-    out = backend.asarray(X, dtype=dtype)
+    with np.errstate(over="ignore"):  # an overflowing cast is reported just below
+        out = backend.asarray(X, dtype=dtype)
     check_finite(backend, out, name)
     return out
 
@@ -55,7 +56,8 @@ def values(backend, x, dtype, name: str):
     """Validates any real array (no shape rule) and returns it on ``backend``."""
     x = _host_or_device(x)
     _check_kind(name, x)
-    out = backend.asarray(x, dtype=dtype)
+    with np.errstate(over="ignore"):
+        out = backend.asarray(x, dtype=dtype)
     check_finite(backend, out, name)
     return out
 

@@ -56,7 +56,7 @@ class SoftmaxCrossEntropy(Loss):
             if bad.size:
                 i = int(bad[0])
                 raise LabelError(
-                    f"y must hold integer class labels, got {y[i]!r} at index {i}"
+                    f"y must hold integer class labels, got {y[i].item()!r} at index {i}"
                 )
         elif y.dtype.kind not in "iub":
             raise TypeError(f"y must be integer labels, got dtype {y.dtype}")
@@ -65,7 +65,7 @@ class SoftmaxCrossEntropy(Loss):
             i = int(bad[0])
             raise LabelError(
                 f"y must hold labels in [0, {n_outputs}) for a model with "
-                f"{n_outputs} outputs, got {y[i]!r} at index {i}"
+                f"{n_outputs} outputs, got {y[i].item()!r} at index {i}"
             )
         return y.astype(np.int64)
 

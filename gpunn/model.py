@@ -39,17 +39,25 @@ class Sequential:
         history = model.fit(X, y, epochs=10, batch_size=64)
     """
 
-    def __init__(self, layers=(), input_dim: int | None = None, dtype="float32",
-                 backend=None, seed: int | None = None):
+    def __init__(
+        self,
+        layers=(),
+        input_dim: int | None = None,
+        dtype="float32",
+        backend=None,
+        seed: int | None = None,
+    ):
         self.backend = get_backend(backend)
         self.dtype = np.dtype(dtype) if str(dtype) in DTYPES else None
         if self.dtype is None:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or seed < 0):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
+        ):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.seed = seed if seed is not None else int(
-            np.random.SeedSequence().entropy % 2**63)
+        self.seed = (
+            seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+        )
         self.rng = np.random.default_rng(self.seed)
         self.layers: list[Layer] = []
         for layer in layers:
@@ -76,10 +84,16 @@ class Sequential:
     def build(self, input_dim: int) -> None:
         """Lays out every layer's parameters in one arena and draws their initial
         values from the model's generator, in layer order."""
-        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+        if (
+            isinstance(input_dim, bool)
+            or not isinstance(input_dim, int)
+            or input_dim < 1
+        ):
             raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
         if self.built:
-            raise RuntimeError(f"model is already built with input_dim={self.input_dim}")
+            raise RuntimeError(
+                f"model is already built with input_dim={self.input_dim}"
+            )
         if not self.layers:
             raise ValueError("a Sequential model needs at least one layer")
         self._name_layers()
@@ -89,8 +103,11 @@ class Sequential:
             width = layer.n_out
         arena = ParameterArena(self.backend, self.dtype, specs)
         for layer in self.layers:
-            layer.bind(self.backend, arena.views(layer.name, arena.params),
-                       arena.views(layer.name, arena.grads))
+            layer.bind(
+                self.backend,
+                arena.views(layer.name, arena.params),
+                arena.views(layer.name, arena.grads),
+            )
             layer.needs_dx = layer is not self.layers[0]
         self.arena, self.input_dim, self.output_dim = arena, input_dim, width
         if self.optimizer is not None:
@@ -107,8 +124,9 @@ class Sequential:
                     layer.name += "_"
                 taken.add(layer.name)
 
-    def compile(self, loss="softmax_cross_entropy", optimizer="adam",
-                metrics=DEFAULT_METRICS) -> None:
+    def compile(
+        self, loss="softmax_cross_entropy", optimizer="adam", metrics=DEFAULT_METRICS
+    ) -> None:
         """Sets the loss, the optimizer and the metrics reported by fit/evaluate.
 
         Args:
@@ -140,8 +158,9 @@ class Sequential:
     def _dataset(self, X, y, name: str = "X", y_name: str = "y"):
         self._require_compiled()
         X = self._inputs(X, name)
-        y = inputs.targets(self.backend, y, self.loss, self.output_dim, X.shape[0],
-                           self.dtype, y_name)
+        y = inputs.targets(
+            self.backend, y, self.loss, self.output_dim, X.shape[0], self.dtype, y_name
+        )
         return X, y
 
     def _require_compiled(self) -> None:
@@ -174,12 +193,29 @@ class Sequential:
         loss, _ = self._train_batch(x, y)
         return float(loss)
 
-    def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-            validation_data=None, validation_split: float = 0.0,
-            verbose: int = 1) -> training.History:
+    def fit(
+        self,
+        X,
+        y,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_data=None,
+        validation_split: float = 0.0,
+        verbose: int = 1,
+    ) -> training.History:
         """Trains for ``epochs`` passes over ``(X, y)``; see :func:`gpunn.training.fit`."""
-        return training.fit(self, X, y, epochs, batch_size, shuffle, validation_data,
-                            validation_split, verbose)
+        return training.fit(
+            self,
+            X,
+            y,
+            epochs,
+            batch_size,
+            shuffle,
+            validation_data,
+            validation_split,
+            verbose,
+        )
 
     def evaluate(self, X, y, batch_size: int = 1024) -> dict:
         """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` (eval mode)."""
@@ -190,7 +226,9 @@ class Sequential:
         """Returns the raw network outputs for ``X`` as a NumPy array ``(n, outputs)``."""
         training.check_batch_size(batch_size)
         X = self._inputs(X)
-        chunks = [self.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]
+        chunks = [
+            self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)
+        ]
         return self.backend.to_numpy(self.backend.xp.concatenate(chunks))
 
     # ----------------------------------------------------------------- weights
@@ -202,8 +240,10 @@ class Sequential:
     def get_weights(self) -> list[np.ndarray]:
         """Copies of every parameter as NumPy arrays, in layer order (Dense: W, b)."""
         arena = self._require_built()
-        return [self.backend.to_numpy(arena.view(arena.params, s)).copy()
-                for s in arena.slots]
+        return [
+            self.backend.to_numpy(arena.view(arena.params, s)).copy()
+            for s in arena.slots
+        ]
 
     def set_weights(self, weights) -> None:
         """Sets every parameter from NumPy arrays in :meth:`get_weights` order."""
@@ -211,14 +251,18 @@ class Sequential:
         weights = list(weights)
         if len(weights) != len(arena.slots):
             raise ValueError(
-                f"weights must be a list of {len(arena.slots)} arrays, got {len(weights)}")
+                f"weights must be a list of {len(arena.slots)} arrays, got {len(weights)}"
+            )
         arrays = []
         for slot, w in zip(arena.slots, weights):
             w = np.asarray(w)
             if w.shape != slot.shape:
                 raise ValueError(
-                    f"weights for {slot.key} must have shape {slot.shape}, got {w.shape}")
-            arrays.append(inputs.values(self.backend, w, self.dtype, f"weights for {slot.key}"))
+                    f"weights for {slot.key} must have shape {slot.shape}, got {w.shape}"
+                )
+            arrays.append(
+                inputs.values(self.backend, w, self.dtype, f"weights for {slot.key}")
+            )
         for slot, w in zip(arena.slots, arrays):
             arena.view(arena.params, slot)[...] = w
 

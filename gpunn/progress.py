@@ -39,8 +39,10 @@ class Progress:
         done = BAR_WIDTH * step // self.steps
         arrow = ">" if done < BAR_WIDTH else ""
         bar = "=" * done + arrow + "." * (BAR_WIDTH - done - len(arrow))
-        line = (f"\rEpoch {self._epoch}/{self.epochs} [{bar}] {step}/{self.steps} "
-                f"- {now - self._started:.1f}s - {format_logs(running_logs())}")
+        line = (
+            f"\rEpoch {self._epoch}/{self.epochs} [{bar}] {step}/{self.steps} "
+            f"- {now - self._started:.1f}s - {format_logs(running_logs())}"
+        )
         self.stream.write(line)
         self.stream.flush()
 
@@ -49,6 +51,8 @@ class Progress:
             return
         seconds = time.perf_counter() - self._started
         prefix = "\r\033[K" if self.bar else ""
-        self.stream.write(f"{prefix}Epoch {self._epoch}/{self.epochs} - {seconds:.2f}s "
-                          f"- {format_logs(logs)}\n")
+        self.stream.write(
+            f"{prefix}Epoch {self._epoch}/{self.epochs} - {seconds:.2f}s "
+            f"- {format_logs(logs)}\n"
+        )
         self.stream.flush()

@@ -31,7 +31,11 @@ class History:
 
 
 def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < lo
+    ):
         raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
     return int(value)
 
@@ -75,8 +79,9 @@ def _split(model, X, y, validation_data, validation_split):
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        val = model._dataset(*validation_data, "validation_data[0]",
-                             "validation_data[1]")
+        val = model._dataset(
+            *validation_data, "validation_data[0]", "validation_data[1]"
+        )
         return X, y, val
     if not validation_split:
         return X, y, None
@@ -84,12 +89,14 @@ def _split(model, X, y, validation_data, validation_split):
     if cut in (0, len(X)):
         raise ValueError(
             f"validation_split={validation_split} leaves no samples for training or "
-            f"validation with {len(X)} samples")
+            f"validation with {len(X)} samples"
+        )
     return X[:cut], y[:cut], (X[cut:], y[cut:])
 
 
-def fit(model, X, y, epochs, batch_size, shuffle, validation_data, validation_split,
-        verbose) -> History:
+def fit(
+    model, X, y, epochs, batch_size, shuffle, validation_data, validation_split, verbose
+) -> History:
     """Trains ``model`` for ``epochs`` passes; see :meth:`gpunn.Sequential.fit`.
 
     Batches are ``batch_size`` samples (the last may be smaller, and is used); with
@@ -133,7 +140,7 @@ def _train_epoch(model, X, y, batch_size, shuffle, progress) -> dict:
 def _evaluate(model, X, y, batch_size, prefix="") -> dict:
     totals = _Totals(model)
     for start in range(0, len(X), batch_size):
-        xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+        xb, yb = X[start : start + batch_size], y[start : start + batch_size]
         outputs = model.forward(xb, training=False)
         loss, _ = model.loss(model.backend, outputs, yb)
         totals.add(loss, outputs, yb)
@@ -154,21 +161,29 @@ def summary_table(model, print_fn=print) -> str:
             counts[slot.owner] = counts.get(slot.owner, 0) + slot.size
     for layer in model.layers:
         built = layer.n_out is not None
-        rows.append((f"{layer.name or '?'} ({type(layer).__name__})",
-                     f"(batch, {layer.n_out})" if built else "?",
-                     f"{counts.get(layer.name, 0):,}" if built else "?",
-                     f"{layer.flops_per_sample():,}" if built else "?"))
+        rows.append(
+            (
+                f"{layer.name or '?'} ({type(layer).__name__})",
+                f"(batch, {layer.n_out})" if built else "?",
+                f"{counts.get(layer.name, 0):,}" if built else "?",
+                f"{layer.flops_per_sample():,}" if built else "?",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     rule = "-" * len(lines[0])
     lines = [rule, lines[0], rule, *lines[1:], rule]
     if model.built:
         forward = sum(layer.flops_per_sample() for layer in model.layers)
-        lines += [f"Total params: {model.count_params():,} "
-                  f"({model.count_params() * model.dtype.itemsize / 2**20:.2f} MiB "
-                  f"{model.dtype.name})",
-                  f"Forward FLOPs/sample: {forward:,} (a training step is about 3x)",
-                  f"Backend: {model.backend.name}"]
+        lines += [
+            (
+                f"Total params: {model.count_params():,} "
+                f"({model.count_params() * model.dtype.itemsize / 2**20:.2f} MiB "
+                f"{model.dtype.name})"
+            ),
+            f"Forward FLOPs/sample: {forward:,} (a training step is about 3x)",
+            f"Backend: {model.backend.name}",
+        ]
     else:
         lines.append("Not built: pass input_dim or call fit to build the model.")
     text = "\n".join(lines)

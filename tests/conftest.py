@@ -7,10 +7,10 @@ os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 os.environ.pop("CUPY_TF32", None)
 os.environ.pop("GPUNN_BACKEND", None)
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from gpunn.backends import get_backend, gpu_status  # noqa: E402
+from gpunn.backends import get_backend, gpu_status
 
 
 def gpu_skip_reason():
@@ -38,11 +38,15 @@ def rng():
 
 
 # QUALITY.md tolerances, (rtol, atol) by dtype.
-ELEMENTWISE_TOL = {np.dtype("float32"): (1e-5, 1.3e-6), np.dtype("float64"): (1e-7, 1e-7)}
+ELEMENTWISE_TOL = {
+    np.dtype("float32"): (1e-5, 1.3e-6),
+    np.dtype("float64"): (1e-7, 1e-7),
+}
 REDUCTION_TOL = {np.dtype("float32"): (1e-5, 1e-5), np.dtype("float64"): (1e-7, 1e-7)}
 
 
 def assert_close(actual, expected, dtype, tol=ELEMENTWISE_TOL):
     rtol, atol = tol[np.dtype(dtype)]
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected,
-                               rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol
+    )

@@ -5,13 +5,14 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import REDUCTION_TOL, assert_close
 
 
 def run(backend, op, *arrays, dtype):
     """Runs ``backend.<op>`` on device copies of ``arrays`` cast to ``dtype``."""
-    args = [backend.asarray(a.astype(dtype) if a.dtype.kind == "f" else a) for a in arrays]
+    args = [
+        backend.asarray(a.astype(dtype) if a.dtype.kind == "f" else a) for a in arrays
+    ]
     return getattr(backend, op)(*args)
 
 
@@ -21,14 +22,21 @@ def host(backend, x):
 
 # ------------------------------------------------------------------ activations
 def ref_sigmoid(x):
-    return np.array([1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
-                     for v in x.ravel()]).reshape(x.shape)
+    return np.array(
+        [
+            1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
+            for v in x.ravel()
+        ]
+    ).reshape(x.shape)
 
 
 ACTIVATIONS = {
     "relu": (lambda x: np.where(x > 0, x, 0.0), lambda x, y: (x > 0).astype(float)),
     "sigmoid": (ref_sigmoid, lambda x, y: y * (1 - y)),
-    "tanh": (lambda x: np.vectorize(math.tanh, otypes=[float])(x), lambda x, y: 1 - y**2),
+    "tanh": (
+        lambda x: np.vectorize(math.tanh, otypes=[float])(x),
+        lambda x, y: 1 - y**2,
+    ),
     "identity": (lambda x: x, lambda x, y: np.ones_like(x)),
 }
 
@@ -58,8 +66,11 @@ def test_activation_extremes_are_finite(backend, dtype, value):
         y = host(backend, run(backend, name, x, dtype=dtype))
         assert np.isfinite(y).all(), (name, value)
         assert_close(y, ACTIVATIONS[name][0](x), dtype)
-        dx = backend.to_numpy(getattr(backend, "backprop_" + name)(
-            backend.asarray(np.ones((2, 3), dtype)), backend.asarray(y)))
+        dx = backend.to_numpy(
+            getattr(backend, "backprop_" + name)(
+                backend.asarray(np.ones((2, 3), dtype)), backend.asarray(y)
+            )
+        )
         assert np.isfinite(dx).all(), (name, value)
 
 
@@ -79,7 +90,9 @@ def test_softmax_and_its_backprop(backend, dtype, rng):
     assert_close(host(backend, y), ref, dtype, REDUCTION_TOL)
     dx = backend.backprop_softmax(backend.asarray(dy.astype(dtype)), y)
     jac = np.stack([np.diag(r) - np.outer(r, r) for r in ref])  # (n, c, c)
-    assert_close(host(backend, dx), np.einsum("nij,nj->ni", jac, dy), dtype, REDUCTION_TOL)
+    assert_close(
+        host(backend, dx), np.einsum("nij,nj->ni", jac, dy), dtype, REDUCTION_TOL
+    )
 
 
 # ------------------------------------------------------------------ losses
@@ -121,8 +134,10 @@ def test_softmax_cross_entropy_extreme_logits(backend, dtype, rng, scale):
 
 
 def ref_bce(z, t):
-    loss = [max(v, 0) - v * s + math.log1p(math.exp(-abs(v))) for v, s in
-            zip(z.ravel(), t.ravel())]
+    loss = [
+        max(v, 0) - v * s + math.log1p(math.exp(-abs(v)))
+        for v, s in zip(z.ravel(), t.ravel())
+    ]
     grad = (ref_sigmoid(z) - t) / z.size
     return math.fsum(loss) / z.size, grad
 
@@ -153,22 +168,29 @@ def test_mse(backend, dtype, rng):
     p, t = (a.astype(dtype).astype(np.float64) for a in (p, t))
     loss, dp = run(backend, "mse", p, t, dtype=dtype)
     assert loss.dtype == dtype and dp.dtype == dtype
-    assert_close(float(loss), math.fsum(((p - t) ** 2).ravel()) / p.size, dtype,
-                 REDUCTION_TOL)
+    assert_close(
+        float(loss), math.fsum(((p - t) ** 2).ravel()) / p.size, dtype, REDUCTION_TOL
+    )
     assert_close(host(backend, dp), 2 * (p - t) / p.size, dtype)
 
 
 # ------------------------------------------------------------------ dense, reductions
 @pytest.mark.parametrize("bias", [True, False])
 def test_dense_forward_backward(backend, dtype, rng, bias):
-    x, w, b = rng.standard_normal((7, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3)
+    x, w, b = (
+        rng.standard_normal((7, 5)),
+        rng.standard_normal((5, 3)),
+        rng.standard_normal(3),
+    )
     dy = rng.standard_normal((7, 3))
     x, w, b, dy = (a.astype(dtype) for a in (x, w, b, dy))
     xd, wd, bd, dyd = (backend.asarray(a) for a in (x, w, b, dy))
     y = backend.dense_forward(xd, wd, bd if bias else None)
     x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
     assert y.dtype == dtype
-    assert_close(host(backend, y), x64 @ w64 + (b64 if bias else 0), dtype, REDUCTION_TOL)
+    assert_close(
+        host(backend, y), x64 @ w64 + (b64 if bias else 0), dtype, REDUCTION_TOL
+    )
     dw, db = backend.zeros((5, 3), dtype), backend.zeros(3, dtype)
     dx = backend.dense_backward_(xd, wd, dyd, dw, db if bias else None)
     assert dx.dtype == dtype
@@ -180,11 +202,29 @@ def test_dense_forward_backward(backend, dtype, rng, bias):
 
 def test_sum_squares_and_count_correct(backend, dtype, rng):
     x = rng.standard_normal(1001).astype(dtype)
-    assert_close(float(backend.sum_squares(backend.asarray(x))),
-                 math.fsum(x.astype(np.float64) ** 2), dtype, REDUCTION_TOL)
+    assert_close(
+        float(backend.sum_squares(backend.asarray(x))),
+        math.fsum(x.astype(np.float64) ** 2),
+        dtype,
+        REDUCTION_TOL,
+    )
     out = backend.asarray(np.array([[0.1, 0.9], [2.0, -1.0], [0.0, 3.0]], dtype))
-    assert int(backend.count_correct(out, backend.asarray(np.array([1, 0, 0])),
-                                     "multiclass")) == 2
+    assert (
+        int(
+            backend.count_correct(
+                out, backend.asarray(np.array([1, 0, 0])), "multiclass"
+            )
+        )
+        == 2
+    )
     logits = backend.asarray(np.array([[0.5], [-0.5], [2.0]], dtype))
-    assert int(backend.count_correct(logits, backend.asarray(
-        np.array([[1.0], [1.0], [1.0]], dtype)), "binary")) == 2
+    assert (
+        int(
+            backend.count_correct(
+                logits,
+                backend.asarray(np.array([[1.0], [1.0], [1.0]], dtype)),
+                "binary",
+            )
+        )
+        == 2
+    )

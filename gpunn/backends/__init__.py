@@ -15,7 +15,7 @@ import os
 from gpunn.backends.numpy_backend import NumpyBackend
 from gpunn.errors import BackendUnavailableError
 
-__all__ = ["NumpyBackend", "get_backend", "gpu_status", "BACKEND_NAMES", "ENV_VAR"]
+__all__ = ["BACKEND_NAMES", "ENV_VAR", "NumpyBackend", "get_backend", "gpu_status"]
 
 logger = logging.getLogger("gpunn")
 
@@ -35,7 +35,7 @@ def gpu_status() -> tuple[object | None, str]:
         module = importlib.import_module("gpunn.backends.cupy_backend")
     except ImportError as exc:
         return None, f"CuPy is not installed ({exc})"
-    except Exception as exc:  # a broken CuPy install raises all sorts
+    except Exception as exc:  # noqa: BLE001 - a broken CuPy install raises anything
         return None, f"CuPy failed to import ({type(exc).__name__}: {exc})"
     reason = module.probe()
     if reason is not None:
@@ -43,7 +43,7 @@ def gpu_status() -> tuple[object | None, str]:
     return module.CupyBackend, "CuPy and a CUDA device are usable"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _instance(cls):
     return cls()
 
@@ -80,5 +80,7 @@ def get_backend(backend=None) -> NumpyBackend:
         logger.info("gpunn backend: cpu (NumPy), because %s", reason)
         return _instance(NumpyBackend)
     gpu = _instance(gpu_cls)
-    logger.info("gpunn backend: gpu (CuPy on %s), because %s", gpu.device_name(), reason)
+    logger.info(
+        "gpunn backend: gpu (CuPy on %s), because %s", gpu.device_name(), reason
+    )
     return gpu

@@ -146,8 +146,9 @@ class NumpyBackend:
         """
         xp = self.xp
         count = max(logits.size, 1)
-        loss = (xp.maximum(logits, 0) - logits * targets
-                + xp.log1p(xp.exp(-xp.abs(logits)))).sum() / count
+        loss = (
+            xp.maximum(logits, 0) - logits * targets + xp.log1p(xp.exp(-xp.abs(logits)))
+        ).sum() / count
         dlogits = (self.sigmoid(logits) - targets) / count
         return loss, dlogits
 
@@ -177,8 +178,20 @@ class NumpyBackend:
         return bool(self.xp.isfinite(x).all())
 
     # ---------------------------------------------------------------- optimizers
-    def sgd_update_(self, param, grad, momentum_buf, *, lr, momentum, dampening,
-                    nesterov, weight_decay, maximize, first_step):
+    def sgd_update_(
+        self,
+        param,
+        grad,
+        momentum_buf,
+        *,
+        lr,
+        momentum,
+        dampening,
+        nesterov,
+        weight_decay,
+        maximize,
+        first_step,
+    ):
         """One ``torch.optim.SGD`` step over flat arrays, in place.
 
         ``g = -grad if maximize else grad; g += weight_decay * p``; with momentum
@@ -197,9 +210,24 @@ class NumpyBackend:
             g = g + momentum * momentum_buf if nesterov else momentum_buf
         param -= lr * g
 
-    def adam_update_(self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, *,
-                     lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
-                     step_size, bias_correction2_sqrt):
+    def adam_update_(
+        self,
+        param,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        max_exp_avg_sq=None,
+        *,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        maximize,
+        step_size,
+        bias_correction2_sqrt,
+    ):
         """One ``torch.optim.Adam`` / ``AdamW`` step over flat arrays, in place.
 
         ``m = m + (1 - b1) * (g - m)``; ``v = b2 * v + (1 - b2) * g * g``;
@@ -233,9 +261,7 @@ class NumpyBackend:
     def check_float(name: str, x) -> None:
         """Raises when ``x`` is not float32/float64 (the op contract)."""
         if x.dtype not in FLOAT_DTYPES:
-            raise InvalidInputError(
-                f"{name} must be float32 or float64, got {x.dtype}"
-            )
+            raise InvalidInputError(f"{name} must be float32 or float64, got {x.dtype}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -35,7 +35,8 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
             if missing:
                 raise ValueError(
                     f"{path} must hold arrays 'X' and 'y', missing {sorted(missing)} "
-                    f"(found {sorted(data.files)})")
+                    f"(found {sorted(data.files)})"
+                )
             return data["X"], data["y"]
     if path.suffix == ".csv":
         with path.open() as f:
@@ -43,14 +44,17 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
         header = any(c.isalpha() and c not in "eE" for c in first)
         table = np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2)
         if table.shape[1] < 2:
-            raise ValueError(f"{path} needs at least 2 columns (features, label), "
-                             f"got {table.shape[1]}")
+            raise ValueError(
+                f"{path} needs at least 2 columns (features, label), "
+                f"got {table.shape[1]}"
+            )
         return table[:, :-1], table[:, -1]
     raise ValueError(f"path must end in .npz or .csv, got {path.name!r}")
 
 
-def train_test_split(X, y, test_size: float = 0.25, seed: int | None = None,
-                     stratify: bool = False):
+def train_test_split(
+    X, y, test_size: float = 0.25, seed: int | None = None, stratify: bool = False
+):
     """Splits into ``(X_train, X_test, y_train, y_test)`` after a seeded shuffle.
 
     Args:
@@ -60,18 +64,27 @@ def train_test_split(X, y, test_size: float = 0.25, seed: int | None = None,
     """
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):
-        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+        raise ValueError(
+            f"X and y must have the same length, got {len(X)} and {len(y)}"
+        )
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     rng = np.random.default_rng(seed)
     if stratify:
-        test = np.concatenate([
-            idx[: round(len(idx) * test_size)]
-            for idx in (rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y))])
+        test = np.concatenate(
+            [
+                idx[: round(len(idx) * test_size)]
+                for idx in (
+                    rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)
+                )
+            ]
+        )
     else:
         test = rng.permutation(len(X))[: round(len(X) * test_size)]
     if len(test) in (0, len(X)):
-        raise ValueError(f"test_size={test_size} leaves an empty part of {len(X)} samples")
+        raise ValueError(
+            f"test_size={test_size} leaves an empty part of {len(X)} samples"
+        )
     mask = np.zeros(len(X), dtype=bool)
     mask[test] = True
     train, test = rng.permutation(np.flatnonzero(~mask)), rng.permutation(test)
@@ -86,5 +99,7 @@ def standardize(X_train, *others):
     mean = X_train.mean(axis=0)
     std = X_train.std(axis=0)
     std[std == 0] = 1.0
-    out = tuple((np.asarray(x, dtype=np.float64) - mean) / std for x in (X_train, *others))
+    out = tuple(
+        (np.asarray(x, dtype=np.float64) - mean) / std for x in (X_train, *others)
+    )
     return out if others else out[0]

@@ -13,6 +13,13 @@ from gpunn.layers.base import Layer
 from gpunn.layers.dense import Dense
 
 __all__ = [
-    "Activation", "Dense", "Identity", "Layer", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "Activation",
+    "Dense",
+    "Identity",
+    "Layer",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
     "activation_names",
 ]

@@ -55,7 +55,9 @@ class Layer:
 
     def __call__(self, x, training: bool = False):
         if not self.built:
-            raise NotBuiltError(f"layer {self.name or type(self).__name__} is not built")
+            raise NotBuiltError(
+                f"layer {self.name or type(self).__name__} is not built"
+            )
         return self.forward(x, training)
 
     # ------------------------------------------------------------- introspection

@@ -25,9 +25,15 @@ class Dense(Layer):
     Weights: ``get_weights()`` gives ``[W, b]`` (``[W]`` without bias).
     """
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
-                 kernel_init="glorot_uniform", bias_init="zeros",
-                 name: str | None = None):
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_init="glorot_uniform",
+        bias_init="zeros",
+        name: str | None = None,
+    ):
         super().__init__(name)
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f"units must be a positive int, got {units!r}")
@@ -45,11 +51,19 @@ class Dense(Layer):
     def build(self, n_in, rng):
         super().build(n_in, rng)
         fans = {"fan_in": n_in, "fan_out": self.units}
-        specs = [ParamSpec("kernel", (n_in, self.units),
-                           self.kernel_init((n_in, self.units), rng, **fans))]
+        specs = [
+            ParamSpec(
+                "kernel",
+                (n_in, self.units),
+                self.kernel_init((n_in, self.units), rng, **fans),
+            )
+        ]
         if self.use_bias:
-            specs.append(ParamSpec("bias", (self.units,),
-                                   self.bias_init((self.units,), rng, **fans)))
+            specs.append(
+                ParamSpec(
+                    "bias", (self.units,), self.bias_init((self.units,), rng, **fans)
+                )
+            )
         if self.activation is not None:
             self.activation.build(self.units, rng)
         return specs
@@ -62,15 +76,21 @@ class Dense(Layer):
     def forward(self, x, training: bool = False):
         if training:
             self._x = x
-        y = self.backend.dense_forward(x, self.params["kernel"], self.params.get("bias"))
+        y = self.backend.dense_forward(
+            x, self.params["kernel"], self.params.get("bias")
+        )
         return y if self.activation is None else self.activation.forward(y, training)
 
     def backward(self, dy):
         if self.activation is not None:
             dy = self.activation.backward(dy)
         return self.backend.dense_backward_(
-            self._x, self.params["kernel"], dy, self.grads["kernel"],
-            self.grads.get("bias"), need_dx=self.needs_dx,
+            self._x,
+            self.params["kernel"],
+            dy,
+            self.grads["kernel"],
+            self.grads.get("bias"),
+            need_dx=self.needs_dx,
         )
 
     def flops_per_sample(self) -> int:

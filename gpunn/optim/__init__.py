@@ -5,7 +5,7 @@ from gpunn.optim.adam import Adam, AdamW
 from gpunn.optim.base import Optimizer
 from gpunn.optim.sgd import SGD
 
-__all__ = ["Adam", "AdamW", "Optimizer", "SGD", "get"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "get"]
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 

@@ -27,38 +27,59 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-                 maximize: bool = False):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ):
         super().__init__(lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_check("betas[0]", betas[0], lo=0, hi=1, hi_open=True),
-                      _check("betas[1]", betas[1], lo=0, hi=1, hi_open=True))
+        self.betas = (
+            _check("betas[0]", betas[0], lo=0, hi=1, hi_open=True),
+            _check("betas[1]", betas[1], lo=0, hi=1, hi_open=True),
+        )
         self.eps = _check("eps", eps, lo=0, lo_open=True)
         self.weight_decay = _check("weight_decay", weight_decay, lo=0)
         self.amsgrad, self.maximize = bool(amsgrad), bool(maximize)
         self.state_names = ("exp_avg", "exp_avg_sq") + (
-            ("max_exp_avg_sq",) if self.amsgrad else ())
+            ("max_exp_avg_sq",) if self.amsgrad else ()
+        )
 
     def _update(self) -> None:
         beta1, beta2 = self.betas
         t = self.steps
         arena = self.arena
         arena.backend.adam_update_(
-            arena.params, arena.grads, self.state["exp_avg"], self.state["exp_avg_sq"],
+            arena.params,
+            arena.grads,
+            self.state["exp_avg"],
+            self.state["exp_avg_sq"],
             self.state.get("max_exp_avg_sq"),
-            lr=self.lr, beta1=beta1, beta2=beta2, eps=self.eps,
-            weight_decay=self.weight_decay, decoupled=self.decoupled,
+            lr=self.lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=self.eps,
+            weight_decay=self.weight_decay,
+            decoupled=self.decoupled,
             maximize=self.maximize,
             step_size=self.lr / (1 - beta1**t),
             bias_correction2_sqrt=math.sqrt(1 - beta2**t),
         )
 
     def hyperparameters(self) -> dict:
-        return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
-                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad,
-                "maximize": self.maximize}
+        return {
+            "lr": self.lr,
+            "betas": self.betas,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "amsgrad": self.amsgrad,
+            "maximize": self.maximize,
+        }
 
 
 class AdamW(Adam):
@@ -71,7 +92,13 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-                 maximize: bool = False):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ):
         super().__init__(lr, betas, eps, weight_decay, amsgrad, maximize)

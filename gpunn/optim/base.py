@@ -71,5 +71,7 @@ def _check(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> 
         right = ")" if hi_open else "]"
         lo_txt = "-inf" if lo is None else f"{lo:g}"
         hi_txt = "inf" if hi is None else f"{hi:g}"
-        raise ValueError(f"{name} must be in {left}{lo_txt}, {hi_txt}{right}, got {value}")
+        raise ValueError(
+            f"{name} must be in {left}{lo_txt}, {hi_txt}{right}, got {value}"
+        )
     return value

@@ -23,9 +23,15 @@ class SGD(Optimizer):
         maximize: ascend the objective instead. Default: False.
     """
 
-    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0,
-                 maximize: bool = False):
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ):
         super().__init__(lr)
         self.momentum = _check("momentum", momentum, lo=0)
         self.dampening = _check("dampening", dampening, lo=0)
@@ -41,13 +47,24 @@ class SGD(Optimizer):
     def _update(self) -> None:
         arena = self.arena
         arena.backend.sgd_update_(
-            arena.params, arena.grads, self.state.get("momentum_buffer"),
-            lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-            nesterov=self.nesterov, weight_decay=self.weight_decay,
-            maximize=self.maximize, first_step=self.steps == 1,
+            arena.params,
+            arena.grads,
+            self.state.get("momentum_buffer"),
+            lr=self.lr,
+            momentum=self.momentum,
+            dampening=self.dampening,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+            maximize=self.maximize,
+            first_step=self.steps == 1,
         )
 
     def hyperparameters(self) -> dict:
-        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
-                "nesterov": self.nesterov, "weight_decay": self.weight_decay,
-                "maximize": self.maximize}
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+            "maximize": self.maximize,
+        }

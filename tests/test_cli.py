@@ -1,0 +1,171 @@
+"""The gpunn command: train on the bundled digits and on user files, info, errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gpunn.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_default_train_reaches_97_percent(capsys, monkeypatch):
+    monkeypatch.setenv("GPUNN_BACKEND", "cpu")
+    code, out, _ = run(capsys, "train", "--verbose", "0")
+    assert code == 0
+    assert (
+        "data: bundled digits, 1438 train / 359 test samples, 64 features, 10 classes"
+        in out
+    )
+    assert "model: 64-256-256-10 (85,002 params, float32) on backend cpu, adam" in out
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert accuracy >= 0.97
+    assert "samples/s" in out and "train time: " in out
+
+
+def test_train_prints_backend_choice_and_progress(capsys, monkeypatch):
+    monkeypatch.delenv("GPUNN_BACKEND", raising=False)
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--verbose",
+        "2",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--activation",
+        "tanh",
+    )
+    assert code == 0
+    assert out.startswith("gpunn backend: ")  # the auto choice and why
+    assert "Epoch 1/2 - " in out and "Epoch 2/2 - " in out
+    assert "64-32-10" in out and "sgd lr=0.1" in out
+
+
+def test_train_on_npz_and_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    X = rng.standard_normal((120, 5)) + np.eye(3, 5)[y] * 4
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "20",
+        "--verbose",
+        "0",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.01",
+    )
+    assert code == 0 and "3 classes" in out
+    assert float(out.split("test accuracy: ")[1].split()[0]) > 0.9
+    table = np.column_stack([X, y])
+    np.savetxt(
+        tmp_path / "d.csv", table, delimiter=",", header="a,b,c,d,e,label", comments=""
+    )
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--data",
+        str(tmp_path / "d.csv"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--verbose",
+        "0",
+    )
+    assert code == 0 and "96 train / 24 test samples, 5 features, 3 classes" in out
+
+
+def test_regression_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 3))
+    np.savetxt(
+        tmp_path / "r.csv",
+        np.column_stack([X, X @ [1.0, -2.0, 0.5] + 0.1]),
+        delimiter=",",
+    )
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--data",
+        str(tmp_path / "r.csv"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "30",
+        "--verbose",
+        "0",
+    )
+    assert code == 0 and "regression" in out and "test mse: " in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "missing.npz"], "No such file"),
+        (["train", "--data", "data.txt"], "path must end in .npz or .csv"),
+        (["train", "--epochs", "0", "--device", "cpu"], "epochs must be an int >= 1"),
+        (["train", "--lr", "-1", "--device", "cpu"], "lr must be in (0, inf]"),
+    ],
+)
+def test_train_errors_exit_2_with_a_message(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err
+
+
+def test_bad_flags_are_rejected_by_the_parser(capsys):
+    for argv in (["train", "--hidden", "0"], ["train", "--device", "tpu"], ["fly"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    assert "sizes must be positive" in capsys.readouterr().err
+
+
+def test_info(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert out.startswith("gpunn 0.1.0\n") and "numpy " in out
+    assert "gpu backend: " in out and "auto picks: " in out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpunn",
+            "train",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--verbose",
+            "0",
+            "--hidden",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "test accuracy: " in out.stdout

@@ -1,0 +1,187 @@
+"""Optimizers: golden trajectories from torch.optim (float64), the same rules on every
+backend in float32, hyperparameter validation, and a live comparison when torch is
+installed."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpunn import optim
+from gpunn.arena import ParameterArena, ParamSpec
+from gpunn.errors import NotBuiltError
+
+GOLDEN = json.loads((Path(__file__).parent / "data" / "optim_golden.json").read_text())
+CASE_IDS = [f"{c['optimizer']}-{i}" for i, c in enumerate(GOLDEN["cases"])]
+
+
+def arena_of(backend, dtype, p0, shapes=None):
+    """An arena holding ``p0`` split into tensors of ``shapes`` (one by default)."""
+    p0 = np.asarray(p0)
+    shapes = shapes or [p0.shape]
+    specs, start = [], 0
+    for i, shape in enumerate(shapes):
+        size = int(np.prod(shape))
+        specs.append(
+            (
+                "layer",
+                ParamSpec(f"p{i}", shape, p0[start : start + size].reshape(shape)),
+            )
+        )
+        start += size
+    return ParameterArena(backend, dtype, specs)
+
+
+def flat_params(backend, arena):
+    return np.concatenate(
+        [backend.to_numpy(arena.view(arena.params, s)).ravel() for s in arena.slots]
+    )
+
+
+def run_case(backend, dtype, case, shapes=None):
+    arena = arena_of(backend, dtype, GOLDEN["p0"], shapes)
+    opt = getattr(optim, case["optimizer"])(**case["kwargs"])
+    opt.bind(arena)
+    out = []
+    for g in GOLDEN["grads"]:
+        host = np.zeros(arena.size)
+        start = 0
+        for s in arena.slots:
+            host[s.offset : s.offset + s.size] = g[start : start + s.size]
+            start += s.size
+        arena.grads[...] = backend.asarray(host.astype(dtype))
+        opt.step()
+        out.append(flat_params(backend, arena))
+    return np.array(out), opt
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"], ids=CASE_IDS)
+def test_matches_torch_golden_float64(backend, case):
+    params, opt = run_case(backend, np.float64, case)
+    assert opt.steps == len(GOLDEN["grads"])
+    np.testing.assert_allclose(params, case["params"], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"], ids=CASE_IDS)
+def test_matches_torch_golden_float32(backend, case):
+    params, _ = run_case(backend, np.float32, case)
+    assert params.dtype == np.float32
+    np.testing.assert_allclose(params, case["params"], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"][::3], ids=CASE_IDS[::3])
+def test_layout_does_not_change_the_update(backend, case):
+    """Several tensors with padding between them give the same numbers as one."""
+    one, _ = run_case(backend, np.float64, case)
+    many, _ = run_case(backend, np.float64, case, shapes=[(3, 4), (1,), (24,)])
+    np.testing.assert_array_equal(one, many)
+
+
+def test_padding_stays_zero(backend):
+    """Layers write only their views, so the alignment padding keeps a zero gradient
+    and every optimizer leaves it at zero (even with weight decay)."""
+    arena = arena_of(backend, np.float64, np.ones(5), shapes=[(2,), (3,)])
+    assert arena.size > 5
+    for opt in (optim.AdamW(lr=0.1), optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.1)):
+        opt.bind(arena)
+        for s in arena.slots:
+            arena.view(arena.grads, s)[...] = 1.0
+        opt.step()
+        opt.step()
+        used = np.zeros(arena.size, dtype=bool)
+        for s in arena.slots:
+            used[s.offset : s.offset + s.size] = True
+        params = backend.to_numpy(arena.params)
+        assert (params[~used] == 0).all() and (params[used] != 1).all()
+
+
+def test_state_is_flat_and_shares_the_layout(backend):
+    arena = arena_of(backend, np.float32, np.ones(10), shapes=[(2, 3), (4,)])
+    opt = optim.Adam(amsgrad=True)
+    opt.bind(arena)
+    assert set(opt.state) == {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+    for buf in opt.state.values():
+        assert buf.shape == arena.params.shape and buf.dtype == arena.params.dtype
+    assert optim.SGD(lr=0.1).state_names == ()
+    assert optim.SGD(lr=0.1, momentum=0.9).state_names == ("momentum_buffer",)
+
+
+def test_defaults_follow_torch():
+    assert optim.SGD().hyperparameters() == {
+        "lr": 1e-3,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "maximize": False,
+    }
+    assert optim.Adam().hyperparameters() == {
+        "lr": 1e-3,
+        "betas": (0.9, 0.999),
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "amsgrad": False,
+        "maximize": False,
+    }
+    assert optim.AdamW().weight_decay == 1e-2
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: optim.SGD(lr=0), "lr must be in (0, inf], got 0.0"),
+        (lambda: optim.SGD(lr=-1), "lr must be in (0, inf], got -1.0"),
+        (lambda: optim.SGD(lr=float("nan")), "lr must be"),
+        (lambda: optim.SGD(momentum=-0.1), "momentum must be in [0, inf], got -0.1"),
+        (lambda: optim.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
+        (
+            lambda: optim.SGD(momentum=0.9, dampening=0.1, nesterov=True),
+            "dampening = 0",
+        ),
+        (lambda: optim.SGD(weight_decay=-1), "weight_decay must be"),
+        (lambda: optim.Adam(betas=(1.0, 0.999)), "betas[0] must be in [0, 1), got 1.0"),
+        (lambda: optim.Adam(betas=(0.9, -0.1)), "betas[1] must be in [0, 1), got -0.1"),
+        (lambda: optim.Adam(betas=0.9), "betas must be a pair"),
+        (lambda: optim.Adam(eps=0), "eps must be in (0, inf], got 0.0"),
+        (lambda: optim.AdamW(weight_decay=-0.1), "weight_decay must be"),
+    ],
+)
+def test_bad_hyperparameters_raise_naming_the_argument(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert message in str(info.value)
+
+
+def test_non_numeric_hyperparameter_is_a_type_error():
+    with pytest.raises(TypeError, match="lr must be a real number, got str"):
+        optim.Adam(lr="0.1")
+
+
+def test_step_before_bind_raises():
+    with pytest.raises(NotBuiltError, match="not bound"):
+        optim.Adam().step()
+
+
+def test_get_by_name():
+    assert isinstance(optim.get("adamw", lr=0.1), optim.AdamW)
+    opt = optim.SGD(lr=0.2)
+    assert optim.get(opt) is opt
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        optim.get("lbfgs")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", GOLDEN["cases"], ids=CASE_IDS)
+def test_live_torch_matches(case):
+    """Same as the golden test, against the installed torch (catches a stale file)."""
+    torch = pytest.importorskip("torch")
+    p = torch.tensor(GOLDEN["p0"], dtype=torch.float64, requires_grad=True)
+    opt = getattr(torch.optim, case["optimizer"])([p], **case["kwargs"])
+    ours, _ = run_case(__import__("gpunn").get_backend("cpu"), np.float64, case)
+    for step, g in enumerate(GOLDEN["grads"]):
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+        np.testing.assert_allclose(
+            ours[step], p.detach().numpy(), rtol=1e-13, atol=1e-15
+        )
