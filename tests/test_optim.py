@@ -10,6 +10,7 @@ import pytest
 
 from gpunn import optim
 from gpunn.arena import ParameterArena, ParamSpec
+from gpunn.backends import updates
 from gpunn.errors import NotBuiltError
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "optim_golden.json").read_text())
@@ -185,3 +186,64 @@ def test_live_torch_matches(case):
         np.testing.assert_allclose(
             ours[step], p.detach().numpy(), rtol=1e-13, atol=1e-15
         )
+
+
+HYPER = {
+    "sgd": {
+        "lr": 0.1,
+        "momentum": 0.9,
+        "dampening": 0.1,
+        "nesterov": False,
+        "weight_decay": 0.01,
+        "maximize": False,
+        "first_step": False,
+    },
+    "adam": {
+        "lr": 1e-3,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.01,
+        "decoupled": True,
+        "maximize": False,
+        "step_size": 1e-2,
+        "bias_correction2_sqrt": 0.03,
+    },
+}
+
+
+@pytest.mark.parametrize("size", [5, 2 * updates.BLOCK + 3, updates.PARALLEL_MIN + 77])
+@pytest.mark.parametrize("family, n_state", [("sgd", 1), ("adam", 3)])
+def test_blocked_and_threaded_updates_equal_one_pass(backend, family, n_state, size):
+    """Small, block-by-block and multi-threaded arenas: bitwise the reference pass."""
+    rng = np.random.default_rng(size)
+    host = [rng.standard_normal(size).astype(np.float32) for _ in range(2 + n_state)]
+    host[3:] = [np.abs(a) for a in host[3:]]  # second moments are >= 0
+    ours = [backend.asarray(a.copy()) for a in host]
+    ref = [backend.asarray(a.copy()) for a in host]
+    getattr(backend, f"{family}_update_")(*ours, **HYPER[family])
+    getattr(updates, f"{family}_")(backend.xp, *ref, **HYPER[family])
+    for a, b in zip(ours, ref):
+        np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            lambda a: a.astype(np.float64),
+            "exp_avg must be float32 or float64 like param",
+        ),
+        (lambda a: a[:-1], r"exp_avg must be a contiguous 1-D array of shape \(10,\)"),
+        (lambda a: a.reshape(2, 5), "contiguous 1-D"),
+        (lambda a: np.repeat(a, 2)[::2], "contiguous 1-D"),
+    ],
+)
+def test_flat_update_rejects_mismatched_arrays_and_writes_nothing(bad, message):
+    backend = __import__("gpunn").get_backend("cpu")
+    p, g, m, v = (np.linspace(0.1, 1, 10, dtype=np.float32) for _ in range(4))
+    before = [a.copy() for a in (p, g, v)]
+    with pytest.raises(ValueError, match=message):
+        backend.adam_update_(p, g, bad(m), v, **HYPER["adam"])
+    for a, b in zip((p, g, v), before):
+        np.testing.assert_array_equal(a, b)

@@ -26,6 +26,10 @@ class CupyBackend(NumpyBackend):
     def to_numpy(self, x) -> np.ndarray:
         return cupy.asnumpy(x)
 
+    def _foreach_block(self, fn, arrays, hyper) -> None:
+        """One pass over the whole arena: blocking only pays on a CPU."""
+        fn(self.xp, *arrays, **hyper)
+
     def synchronize(self) -> None:
         cupy.cuda.get_current_stream().synchronize()
 

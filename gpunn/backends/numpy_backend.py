@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.errors import InvalidInputError
+from gpunn.backends import updates
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -126,15 +126,15 @@ class NumpyBackend:
         """
         xp = self.xp
         n = logits.shape[0]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        sums = exp.sum(axis=1, keepdims=True)
         rows = xp.arange(n)
-        picked = shifted[rows, labels]
-        loss = (xp.log(sums[:, 0]) - picked).sum() / max(n, 1)
-        dlogits = exp / sums
-        dlogits[rows, labels] -= 1
-        dlogits /= max(n, 1)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        dlogits = xp.exp(shifted)
+        sums = dlogits.sum(axis=1, keepdims=True)
+        # sum_i(lse_i - z_i[y_i]): both sums are >= 0, so no cancellation
+        loss = (xp.log(sums).sum() - shifted[rows, labels].sum()) / max(n, 1)
+        sums *= max(n, 1)
+        dlogits /= sums
+        dlogits[rows, labels] -= 1 / max(n, 1)
         return loss, dlogits
 
     def binary_cross_entropy(self, logits, targets):
@@ -178,56 +178,22 @@ class NumpyBackend:
         return bool(self.xp.isfinite(x).all())
 
     # ---------------------------------------------------------------- optimizers
-    def sgd_update_(
-        self,
-        param,
-        grad,
-        momentum_buf,
-        *,
-        lr,
-        momentum,
-        dampening,
-        nesterov,
-        weight_decay,
-        maximize,
-        first_step,
-    ):
+    def sgd_update_(self, param, grad, momentum_buf, **hyper) -> None:
         """One ``torch.optim.SGD`` step over flat arrays, in place.
 
         ``g = -grad if maximize else grad; g += weight_decay * p``; with momentum
         ``buf = g`` on the first step else ``buf = momentum * buf + (1 - dampening) * g``,
         then ``g = g + momentum * buf`` (Nesterov) or ``g = buf``; ``p -= lr * g``.
+
+        Keywords: lr, momentum, dampening, nesterov, weight_decay, maximize, first_step.
         """
-        g = -grad if maximize else grad
-        if weight_decay != 0:
-            g = g + weight_decay * param
-        if momentum != 0:
-            if first_step:
-                momentum_buf[...] = g
-            else:
-                momentum_buf *= momentum
-                momentum_buf += (1 - dampening) * g
-            g = g + momentum * momentum_buf if nesterov else momentum_buf
-        param -= lr * g
+        arrays = (param, grad, momentum_buf)
+        self._check_flat(("param", "grad", "momentum_buf"), arrays)
+        self._foreach_block(updates.sgd_, arrays, hyper)
 
     def adam_update_(
-        self,
-        param,
-        grad,
-        exp_avg,
-        exp_avg_sq,
-        max_exp_avg_sq=None,
-        *,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        maximize,
-        step_size,
-        bias_correction2_sqrt,
-    ):
+        self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, **hyper
+    ) -> None:
         """One ``torch.optim.Adam`` / ``AdamW`` step over flat arrays, in place.
 
         ``m = m + (1 - b1) * (g - m)``; ``v = b2 * v + (1 - b2) * g * g``;
@@ -236,41 +202,37 @@ class NumpyBackend:
         the gradient (Adam) or applied as ``p *= 1 - lr * weight_decay`` first
         (``decoupled``, AdamW). With ``max_exp_avg_sq`` (AMSGrad) the running maximum of
         ``v`` replaces ``v`` in the denominator.
-        """
-        xp = self.xp
-        g = -grad if maximize else grad
-        if weight_decay != 0:
-            if decoupled:
-                param *= 1 - lr * weight_decay
-            else:
-                g = g + weight_decay * param
-        _lerp_(exp_avg, g, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * g * g
-        if max_exp_avg_sq is not None:
-            xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-            denom = xp.sqrt(max_exp_avg_sq)
-        else:
-            denom = xp.sqrt(exp_avg_sq)
-        denom /= bias_correction2_sqrt
-        denom += eps
-        param -= step_size * exp_avg / denom
 
-    # ---------------------------------------------------------------- checks
+        Keywords: lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step_size,
+        bias_correction2_sqrt.
+        """
+        arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+        names = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+        self._check_flat(names, arrays)
+        self._foreach_block(updates.adam_, arrays, hyper)
+
+    def _foreach_block(self, fn, arrays, hyper) -> None:
+        """How an elementwise update runs: cache-sized blocks and all cores on CPU."""
+        updates.foreach_block(fn, self.xp, arrays, hyper)
+
     @staticmethod
-    def check_float(name: str, x) -> None:
-        """Raises when ``x`` is not float32/float64 (the op contract)."""
-        if x.dtype not in FLOAT_DTYPES:
-            raise InvalidInputError(f"{name} must be float32 or float64, got {x.dtype}")
+    def _check_flat(names, arrays) -> None:
+        """Raises ValueError (before anything is written) unless every array is a
+        contiguous 1-D float array of the param's size and dtype (None: absent)."""
+        param = arrays[0]
+        for name, a in zip(names, arrays):
+            if a is None:
+                continue
+            if a.dtype not in FLOAT_DTYPES or a.dtype != param.dtype:
+                raise ValueError(
+                    f"{name} must be float32 or float64 like param ({param.dtype}), "
+                    f"got {a.dtype}"
+                )
+            if a.ndim != 1 or a.shape != param.shape or not a.flags.c_contiguous:
+                raise ValueError(
+                    f"{name} must be a contiguous 1-D array of shape {param.shape}, "
+                    f"got shape {a.shape}"
+                )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-def _lerp_(start, end, weight: float) -> None:
-    """``start += weight * (end - start)`` in place, rounded as ``torch.lerp`` rounds
-    (it switches formula at ``weight = 0.5`` to stay exact at both ends)."""
-    if weight < 0.5:
-        start += weight * (end - start)
-    else:
-        start[...] = end - (end - start) * (1 - weight)
