@@ -16,6 +16,7 @@ compare ratios, not absolute times, across runs.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -59,7 +60,7 @@ def gemm_floor_step(batch: int, rng) -> callable:
     f32 = np.float32
     sizes = MODEL_A
     x = rng.standard_normal((batch, sizes[0])).astype(f32)
-    ws = [rng.standard_normal((a, b)).astype(f32) for a, b in zip(sizes, sizes[1:])]
+    ws = [rng.standard_normal((a, b)).astype(f32) for a, b in itertools.pairwise(sizes)]
     hs = [np.empty((batch, n), f32) for n in sizes[1:]]
     dws = [np.empty_like(w) for w in ws]
     dhs = [np.empty((batch, n), f32) for n in sizes[1:-1]]
@@ -83,7 +84,9 @@ def torch_step(model, x, y):
 
     torch.manual_seed(0)
     layers = []
-    for i, (w, b) in enumerate(zip(model.get_weights()[::2], model.get_weights()[1::2])):
+    for i, (w, b) in enumerate(
+        zip(model.get_weights()[::2], model.get_weights()[1::2])
+    ):
         linear = torch.nn.Linear(*w.shape)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(w.T.copy()))
@@ -128,7 +131,7 @@ def bench_model_a(batch: int, repeats: int) -> dict:
         for name, fn in contenders.items():
             times[name].append(median_time(fn, 5, warmup=1))
     medians = {name: statistics.median(t) for name, t in times.items()}
-    flops = 6 * batch * sum(a * b for a, b in zip(MODEL_A, MODEL_A[1:]))
+    flops = 6 * batch * sum(a * b for a, b in itertools.pairwise(MODEL_A))
     result["median_step_s"] = medians
     result["gpunn_over_gemm_floor"] = medians["gpunn"] / medians["gemm_floor"]
     if "torch_eager" in medians:
@@ -137,29 +140,29 @@ def bench_model_a(batch: int, repeats: int) -> dict:
     return result
 
 
-def bench_digits(epochs: int, repeats: int) -> dict:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-    import sklearn
+def bench_digits(epochs: int, seeds: int) -> dict:
+    """gpunn vs MLPClassifier on ``seeds`` different splits and initializations
+    (seed k: split k, both models seeded k), run alternately."""
     import warnings
 
-    X, y = datasets.load_digits()
-    X_tr, X_te, y_tr, y_te = datasets.train_test_split(X, y, 0.2, seed=0, stratify=True)
-    X_tr, X_te = datasets.standardize(X_tr, X_te)
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
 
-    def ours():
-        model = gpunn.Sequential(
-            [Dense(256, activation="relu"), Dense(256, activation="relu"), Dense(10)],
-            backend="cpu",
-            seed=0,
-        )
+    X, y = datasets.load_digits()
+
+    def ours(split, seed):
+        X_tr, X_te, y_tr, y_te = split
+        layers = [Dense(256, activation="relu"), Dense(256, activation="relu")]
+        model = gpunn.Sequential([*layers, Dense(10)], backend="cpu", seed=seed)
         model.compile("softmax_cross_entropy", gpunn.optim.Adam(1e-3))
         start = time.perf_counter()
         model.fit(X_tr, y_tr, epochs=epochs, batch_size=64, verbose=0)
         seconds = time.perf_counter() - start
         return seconds, model.evaluate(X_te, y_te)["accuracy"]
 
-    def theirs():
+    def theirs(split, seed):
+        X_tr, X_te, y_tr, y_te = split
         clf = MLPClassifier(
             (256, 256),
             solver="adam",
@@ -168,7 +171,7 @@ def bench_digits(epochs: int, repeats: int) -> dict:
             max_iter=epochs,
             tol=0.0,
             n_iter_no_change=epochs + 1,
-            random_state=0,
+            random_state=seed,
         )
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -178,15 +181,19 @@ def bench_digits(epochs: int, repeats: int) -> dict:
         return seconds, clf.score(X_te, y_te)
 
     runs = {"gpunn": [], "sklearn": []}
-    for _ in range(repeats):
-        runs["gpunn"].append(ours())
-        runs["sklearn"].append(theirs())
-    result = {"epochs": epochs, "batch": 64, "hidden": [256, 256]}
+    for seed in range(seeds):
+        split = datasets.train_test_split(X, y, 0.2, seed=seed, stratify=True)
+        split = (*datasets.standardize(split[0], split[1]), split[2], split[3])
+        runs["gpunn"].append(ours(split, seed))
+        runs["sklearn"].append(theirs(split, seed))
+    result = {"epochs": epochs, "batch": 64, "hidden": [256, 256], "seeds": seeds}
     result["sklearn_version"] = sklearn.__version__
     for name, values in runs.items():
         result[name] = {
+            "fit_s": [s for s, _ in values],
+            "test_accuracy": [a for _, a in values],
             "median_fit_s": statistics.median(s for s, _ in values),
-            "test_accuracy": statistics.median(a for _, a in values),
+            "mean_test_accuracy": statistics.fmean(a for _, a in values),
         }
     result["sklearn_time_over_gpunn"] = (
         result["sklearn"]["median_fit_s"] / result["gpunn"]["median_fit_s"]
@@ -220,10 +227,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=5, help="digits splits/seeds")
     args = parser.parse_args()
     report = {"machine": machine(), "model_a": bench_model_a(1024, args.repeats)}
     try:
-        report["digits"] = bench_digits(args.epochs, max(1, args.repeats // 2))
+        report["digits"] = bench_digits(args.epochs, args.seeds)
     except ImportError:
         report["digits"] = "scikit-learn not installed"
     a = report["model_a"]
@@ -235,11 +243,15 @@ def main() -> None:
         print(f"  torch eager / gpunn = {a['torch_over_gpunn']:.3f}")
     d = report["digits"]
     if isinstance(d, dict):
-        print("digits, 256-256 ReLU, Adam, batch 64, 50 epochs:")
+        print(
+            f"digits, 256-256 ReLU, Adam, batch 64, {d['epochs']} epochs, "
+            f"{d['seeds']} seeds:"
+        )
         for name in ("gpunn", "sklearn"):
+            accs = " ".join(f"{a:.4f}" for a in d[name]["test_accuracy"])
             print(
-                f"  {name:8s} {d[name]['median_fit_s']:6.2f} s  "
-                f"test accuracy {d[name]['test_accuracy']:.4f}"
+                f"  {name:8s} median {d[name]['median_fit_s']:5.2f} s/fit  "
+                f"mean test accuracy {d[name]['mean_test_accuracy']:.4f} ({accs})"
             )
         print(f"  sklearn time / gpunn time = {d['sklearn_time_over_gpunn']:.2f}")
     if args.out:
