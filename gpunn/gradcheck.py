@@ -127,6 +127,10 @@ def _standalone(layer, n_in, rng):
 def _check_layer(layer, x, eps, rtol, atol, max_entries, rng):
     if not layer.built:
         _standalone(layer, x.shape[1], rng)
+    if layer.backend.name != "cpu" or any(
+        p.dtype != np.float64 for p in layer.params.values()
+    ):
+        raise ValueError("gradcheck needs a layer built in float64 on the cpu backend")
     needs_dx, layer.needs_dx = layer.needs_dx, True
     try:
         return _check_layer_built(layer, np.array(x), eps, rtol, atol, max_entries, rng)
@@ -162,7 +166,7 @@ def _check_layer_built(layer, x, eps, rtol, atol, max_entries, rng):
 def _check_loss(loss, outputs, targets, eps, rtol, atol, max_entries, rng):
     backend = get_backend("cpu")
     z = np.array(outputs)
-    t = np.asarray(targets)
+    t = loss.prepare_targets(np.asarray(targets), z.shape[1], np.float64)
     _, analytic = loss(backend, z, t)
     entries = _entries(z.size, max_entries, rng)
     numeric = _numeric(lambda: float(loss(backend, z, t)[0]), z, entries, eps)

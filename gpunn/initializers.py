@@ -174,6 +174,8 @@ def get(init, argument: str = "initializer") -> Initializer:
     ``fn(shape, rng)``."""
     if isinstance(init, Initializer):
         return init
+    if init in _BY_NAME.values():  # a preset passed uncalled, e.g. he_normal
+        return init()
     if isinstance(init, str):
         if init not in _BY_NAME:
             raise ValueError(

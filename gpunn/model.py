@@ -9,6 +9,7 @@ from gpunn import inputs, losses, optim, training
 from gpunn import metrics as metrics_lib
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
+from gpunn.checks import check_int
 from gpunn.errors import NotBuiltError
 from gpunn.layers.base import Layer
 
@@ -48,16 +49,10 @@ class Sequential:
         seed: int | None = None,
     ):
         self.backend = get_backend(backend)
-        self.dtype = np.dtype(dtype) if str(dtype) in DTYPES else None
-        if self.dtype is None:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
-        ):
-            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.seed = (
-            seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
-        )
+        self.dtype = _model_dtype(dtype)
+        if seed is None:  # drawn from the OS, never from a global RNG; recorded
+            seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.seed = check_int("seed", seed, 0)
         self.rng = np.random.default_rng(self.seed)
         self.layers: list[Layer] = []
         for layer in layers:
@@ -84,12 +79,7 @@ class Sequential:
     def build(self, input_dim: int) -> None:
         """Lays out every layer's parameters in one arena and draws their initial
         values from the model's generator, in layer order."""
-        if (
-            isinstance(input_dim, bool)
-            or not isinstance(input_dim, int)
-            or input_dim < 1
-        ):
-            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
+        input_dim = check_int("input_dim", input_dim, 1)
         if self.built:
             raise RuntimeError(
                 f"model is already built with input_dim={self.input_dim}"
@@ -141,6 +131,7 @@ class Sequential:
         loss = losses.get(loss)
         if metrics is DEFAULT_METRICS and loss.task == "regression":
             metrics = ()
+        metrics = (metrics,) if isinstance(metrics, str) else metrics
         found = [metrics_lib.get(m, loss.task) for m in metrics]
         optimizer = optim.get(optimizer)
         self.loss, self.metrics, self.optimizer = loss, found, optimizer
@@ -273,3 +264,13 @@ class Sequential:
         """Prints (and returns) a table of layers, output widths, parameter counts and
         forward FLOPs per sample."""
         return training.summary_table(self, print_fn)
+
+
+def _model_dtype(dtype) -> np.dtype:
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return found

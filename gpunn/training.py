@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpunn.checks import check_int, check_real
 from gpunn.progress import Progress
 
 
@@ -30,18 +31,8 @@ class History:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
-def _check_int(name: str, value, lo: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < lo
-    ):
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
-    return int(value)
-
-
 def check_batch_size(batch_size) -> int:
-    return _check_int("batch_size", batch_size, 1)
+    return check_int("batch_size", batch_size, 1)
 
 
 class _Totals:
@@ -72,8 +63,9 @@ class _Totals:
 
 
 def _split(model, X, y, validation_data, validation_split):
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    validation_split = check_real(
+        "validation_split", validation_split, 0, 1, hi_open=True
+    )
     if validation_split and validation_data is not None:
         raise ValueError("pass validation_data or validation_split, not both")
     if validation_data is not None:
@@ -103,7 +95,7 @@ def fit(
     ``shuffle`` the order is a fresh permutation from the model's generator each epoch.
     ``validation_split`` holds out the *last* fraction of the data before shuffling.
     """
-    epochs, batch_size = _check_int("epochs", epochs, 1), check_batch_size(batch_size)
+    epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     X, y = model._dataset(X, y)

@@ -140,3 +140,15 @@ def test_gradcheck_leaves_the_model_unchanged(rng):
     gpunn.gradcheck(model, rng.standard_normal((4, 3)), rng.standard_normal((4, 2)))
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_gradcheck_refuses_a_float32_layer(rng):
+    layer = gpunn.Sequential([layers.Dense(3)], input_dim=5, backend="cpu").layers[0]
+    with pytest.raises(ValueError, match="layer built in float64"):
+        gpunn.gradcheck(layer, rng.standard_normal((4, 5)))
+
+
+def test_gradcheck_prepares_targets_like_fit(rng):
+    """A 1-D target vector for a one-column output, as fit accepts it."""
+    z, t = rng.standard_normal((5, 1)), rng.integers(0, 2, 5)
+    assert gpunn.gradcheck("binary_cross_entropy", z, t)

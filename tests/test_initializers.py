@@ -105,3 +105,14 @@ def test_model_weights_follow_the_seed():
     assert not np.array_equal(weights(1)[0], weights(2)[0])
     w, b = weights(1)[:2]
     assert w.shape == (5, 8) and (b == 0).all()  # glorot_uniform kernel, zero bias
+
+
+def test_presets_passed_uncalled_work_like_names():
+    for preset, name in (
+        (init.he_normal, "he_normal"),
+        (init.zeros, "zeros"),
+        (init.orthogonal, "orthogonal"),
+    ):
+        np.testing.assert_array_equal(
+            draw(preset, shape=(6, 4)), draw(name, shape=(6, 4))
+        )

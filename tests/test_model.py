@@ -169,8 +169,8 @@ def test_set_weights_validates_everything_first():
     "kwargs, error, message",
     [
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
-        ({"seed": -1}, ValueError, "seed must be a non-negative int"),
-        ({"input_dim": 0}, ValueError, "input_dim must be a positive int"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0, got -1"),
+        ({"input_dim": 0}, ValueError, "input_dim must be an int >= 1, got 0"),
         ({"layers": [np.ones(3)]}, TypeError, "layers must be gpunn Layers"),
         ({"layers": []}, ValueError, "at least one layer"),
         ({"layers": [Dense(2, name="a"), Dense(2, name="a")]}, ValueError, "unique"),
@@ -300,3 +300,42 @@ def test_gpu_array_to_cpu_model_is_a_type_error_with_the_fix():
         "backend='gpu'",
     ):
         model.predict(FakeGpuArray())
+
+
+def test_numpy_typed_arguments_are_accepted():
+    model = gpunn.Sequential(
+        [Dense(2)],
+        input_dim=np.int64(3),
+        dtype=np.float32,
+        backend="cpu",
+        seed=np.int64(4),
+    )
+    assert model.dtype == np.float32 and model.input_dim == 3 and model.seed == 4
+    assert gpunn.Sequential([Dense(2)], dtype="f8", backend="cpu").dtype == np.float64
+    assert gpunn.optim.Adam(lr=np.float32(0.5)).lr == 0.5
+    model.compile("softmax_cross_entropy", metrics="accuracy")  # a bare string
+    assert [m.name for m in model.metrics] == ["accuracy"]
+
+
+def test_one_optimizer_per_model_and_recompile_keeps_its_state():
+    X, y = blobs()
+    opt = gpunn.optim.Adam(1e-2)
+    first = make(optimizer=opt)
+    first.fit(X, y, epochs=1, verbose=0)
+    moments = first.backend.to_numpy(opt.state["exp_avg"]).copy()
+    first.compile("softmax_cross_entropy", opt)  # same model: state kept
+    assert opt.steps > 0
+    np.testing.assert_array_equal(first.backend.to_numpy(opt.state["exp_avg"]), moments)
+    second = gpunn.Sequential([Dense(3)], input_dim=6, backend="cpu", seed=0)
+    with pytest.raises(ValueError, match="already belongs to another model"):
+        second.compile("softmax_cross_entropy", opt)
+
+
+def test_a_failed_update_does_not_count_as_a_step():
+    model = make()
+    X, y = blobs()
+    model.train_step(X, y)
+    model.optimizer.state["exp_avg"] = model.optimizer.state["exp_avg"][:-1]  # corrupt
+    with pytest.raises(ValueError, match="exp_avg must be a contiguous 1-D array"):
+        model.train_step(X, y)
+    assert model.optimizer.steps == 1

@@ -228,3 +228,25 @@ def test_sum_squares_and_count_correct(backend, dtype, rng):
         )
         == 2
     )
+
+
+@pytest.mark.parametrize("op", ["binary_cross_entropy", "mse"])
+def test_fused_losses_reject_mismatched_targets(backend, op):
+    z = backend.asarray(np.zeros((4, 1), np.float32))
+    for targets, what in [
+        (np.zeros(4, np.float32), r"shape \(4,\)"),
+        (np.zeros((4, 1), np.float64), "dtype float64"),
+    ]:
+        with pytest.raises(
+            ValueError,
+            match=f"{op} needs targets of the outputs' shape "
+            rf"\(4, 1\) .*{what}",
+        ):
+            getattr(backend, op)(z, backend.asarray(targets))
+
+
+def test_softmax_cross_entropy_rejects_bad_labels(backend):
+    z = backend.asarray(np.zeros((3, 4), np.float32))
+    for labels in (np.zeros(2, np.int64), np.zeros((3, 1), np.int64), np.zeros(3)):
+        with pytest.raises(ValueError, match=r"integer labels of shape \(3,\)"):
+            backend.softmax_cross_entropy(z, backend.asarray(labels))

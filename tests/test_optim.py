@@ -3,6 +3,9 @@ backend in float32, hyperparameter validation, and a live comparison when torch 
 installed."""
 
 import json
+import multiprocessing
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +250,27 @@ def test_flat_update_rejects_mismatched_arrays_and_writes_nothing(bad, message):
         backend.adam_update_(p, g, bad(m), v, **HYPER["adam"])
     for a, b in zip((p, g, v), before):
         np.testing.assert_array_equal(a, b)
+
+
+def _large_update_in_child(size):
+    arrays = [np.ones(size, np.float32) for _ in range(3)]
+    __import__("gpunn").get_backend("cpu").sgd_update_(*arrays, **HYPER["sgd"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_large_updates_work_in_a_forked_child():
+    """A child forked after the update threads started must get threads of its own
+    (it inherits the executor but not its workers)."""
+    size = updates.PARALLEL_MIN + 1
+    _large_update_in_child(size)  # starts the pool in this process
+    with warnings.catch_warnings():  # Python 3.12 warns about fork with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = multiprocessing.get_context("fork").Process(
+            target=_large_update_in_child, args=(size,)
+        )
+        child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0

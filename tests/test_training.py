@@ -165,3 +165,22 @@ def test_digits_converges(backend):
     history = model.fit(X_tr, y_tr, epochs=30, batch_size=64, verbose=0)
     assert history.history["loss"][-1] < 0.1 * history.history["loss"][0]
     assert model.evaluate(X_te, y_te)["accuracy"] >= 0.96
+
+
+def test_validation_split_with_shuffle_permutes_only_the_training_part():
+    X, y = blobs(20)
+    fitted = make(dtype="float64", seed=3)
+    fitted.fit(X, y, epochs=2, batch_size=6, validation_split=0.25, verbose=0)
+    manual = make(dtype="float64", seed=3)
+    for _ in range(2):
+        order = manual.rng.permutation(15)
+        for start in range(0, 15, 6):
+            manual.train_step(X[order[start : start + 6]], y[order[start : start + 6]])
+    for a, b in zip(fitted.get_weights(), manual.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_validation_split_must_be_a_number():
+    X, y = blobs()
+    with pytest.raises(TypeError, match="validation_split must be a real number"):
+        make().fit(X, y, validation_split=None, verbose=0)

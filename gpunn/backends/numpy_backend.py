@@ -121,11 +121,17 @@ class NumpyBackend:
         are not the label's.
 
         Shape: logits ``(batch, classes)``, labels ``(batch,)`` integers in
-        ``[0, classes)`` (checked by the caller, once per dataset).
+        ``[0, classes)`` (the range is checked by the caller, once per dataset).
         Returns: ``(loss, dlogits)``, loss a 0-d array of the logits' dtype.
         """
-        xp = self.xp
         n = logits.shape[0]
+        if logits.ndim != 2 or labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"softmax_cross_entropy needs integer labels of shape ({n},) for logits "
+                f"of shape {logits.shape}, got {labels.dtype} labels of shape "
+                f"{labels.shape}"
+            )
+        xp = self.xp
         rows = xp.arange(n)
         shifted = logits - logits.max(axis=1, keepdims=True)
         dlogits = xp.exp(shifted)
@@ -144,6 +150,7 @@ class NumpyBackend:
         ``loss = mean(max(z, 0) - z * t + log1p(exp(-|z|)))``; ``dlogits = (sigmoid(z)
         - t) / z.size``. Shape: logits and targets alike, e.g. ``(batch, 1)``.
         """
+        _check_like("binary_cross_entropy", logits, targets)
         xp = self.xp
         count = max(logits.size, 1)
         loss = (
@@ -155,6 +162,7 @@ class NumpyBackend:
     def mse(self, outputs, targets):
         """Mean squared error over all elements (PyTorch's ``MSELoss``) and its
         gradient ``2 * (outputs - targets) / outputs.size``."""
+        _check_like("mse", outputs, targets)
         count = max(outputs.size, 1)
         diff = outputs - targets
         loss = (diff * diff).sum() / count
@@ -236,3 +244,12 @@ class NumpyBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _check_like(op: str, outputs, targets) -> None:
+    """A fused loss needs targets of the outputs' shape and dtype (no broadcasting)."""
+    if targets.shape != outputs.shape or targets.dtype != outputs.dtype:
+        raise ValueError(
+            f"{op} needs targets of the outputs' shape {outputs.shape} and dtype "
+            f"{outputs.dtype}, got shape {targets.shape} and dtype {targets.dtype}"
+        )

@@ -104,11 +104,17 @@ def _run_range(fn, xp, arrays, kwargs, lo, hi):
 
 @functools.cache
 def _pool() -> tuple[ThreadPoolExecutor, int]:
+    """The update threads, created on first use (and anew in a forked child, which
+    inherits the executor but not its threads)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return ThreadPoolExecutor(cores, thread_name_prefix="gpunn-update"), cores
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def foreach_block(fn, xp, arrays, kwargs) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from gpunn.optim.base import Optimizer, _check
+from gpunn.checks import check_real
+from gpunn.optim.base import Optimizer
 
 
 class Adam(Optimizer):
@@ -40,19 +41,18 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (
-            _check("betas[0]", betas[0], lo=0, hi=1, hi_open=True),
-            _check("betas[1]", betas[1], lo=0, hi=1, hi_open=True),
+            check_real("betas[0]", betas[0], lo=0, hi=1, hi_open=True),
+            check_real("betas[1]", betas[1], lo=0, hi=1, hi_open=True),
         )
-        self.eps = _check("eps", eps, lo=0, lo_open=True)
-        self.weight_decay = _check("weight_decay", weight_decay, lo=0)
+        self.eps = check_real("eps", eps, lo=0, lo_open=True)
+        self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
         self.amsgrad, self.maximize = bool(amsgrad), bool(maximize)
         self.state_names = ("exp_avg", "exp_avg_sq") + (
             ("max_exp_avg_sq",) if self.amsgrad else ()
         )
 
-    def _update(self) -> None:
+    def _update(self, t: int) -> None:
         beta1, beta2 = self.betas
-        t = self.steps
         arena = self.arena
         arena.backend.adam_update_(
             arena.params,

@@ -8,8 +8,7 @@ the per-step scalars (bias corrections, the current lr); the op does the element
 
 from __future__ import annotations
 
-import math
-
+from gpunn.checks import check_real
 from gpunn.errors import NotBuiltError
 
 
@@ -24,27 +23,39 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float):
-        self.lr = _check("lr", lr, lo=0, lo_open=True)
+        self.lr = check_real("lr", lr, lo=0, lo_open=True)
         self.steps = 0
         self.arena = None
         self.state: dict = {}
 
     def bind(self, arena) -> None:
-        """Attaches the optimizer to ``arena`` and allocates zeroed state buffers."""
-        self.arena = arena
+        """Attaches the optimizer to ``arena`` and allocates zeroed state buffers.
+
+        Binding again to the same arena keeps the state (re-compiling a model does not
+        reset Adam's moments); an optimizer serves one model only.
+        """
+        if self.arena is arena:
+            return
+        if self.arena is not None:
+            raise ValueError(
+                f"this {type(self).__name__} already belongs to another model; "
+                "create one optimizer per model"
+            )
         self.state = {name: arena.zeros_like_params() for name in self.state_names}
-        self.steps = 0
+        self.arena, self.steps = arena, 0
 
     def step(self) -> None:
-        """Applies one update to the arena's parameters from its gradients."""
+        """Applies one update to the arena's parameters from its gradients. The step
+        counter moves only once the update has been applied."""
         if self.arena is None:
             raise NotBuiltError(
                 f"{type(self).__name__} is not bound to a model; call model.compile"
             )
+        self._update(self.steps + 1)
         self.steps += 1
-        self._update()
 
-    def _update(self) -> None:
+    def _update(self, t: int) -> None:
+        """Applies update number ``t`` (1-based)."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict:
@@ -54,24 +65,3 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
-
-
-def _check(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    """Validates a real hyperparameter; returns it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if lo is not None:
-        bad |= value <= lo if lo_open else value < lo
-    if hi is not None:
-        bad |= value >= hi if hi_open else value > hi
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        lo_txt = "-inf" if lo is None else f"{lo:g}"
-        hi_txt = "inf" if hi is None else f"{hi:g}"
-        raise ValueError(
-            f"{name} must be in {left}{lo_txt}, {hi_txt}{right}, got {value}"
-        )
-    return value

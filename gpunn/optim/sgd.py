@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gpunn.optim.base import Optimizer, _check
+from gpunn.checks import check_real
+from gpunn.optim.base import Optimizer
 
 
 class SGD(Optimizer):
@@ -33,9 +34,9 @@ class SGD(Optimizer):
         maximize: bool = False,
     ):
         super().__init__(lr)
-        self.momentum = _check("momentum", momentum, lo=0)
-        self.dampening = _check("dampening", dampening, lo=0)
-        self.weight_decay = _check("weight_decay", weight_decay, lo=0)
+        self.momentum = check_real("momentum", momentum, lo=0)
+        self.dampening = check_real("dampening", dampening, lo=0)
+        self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(
                 "nesterov=True needs momentum > 0 and dampening = 0, got "
@@ -44,7 +45,7 @@ class SGD(Optimizer):
         self.nesterov, self.maximize = bool(nesterov), bool(maximize)
         self.state_names = ("momentum_buffer",) if self.momentum != 0 else ()
 
-    def _update(self) -> None:
+    def _update(self, t: int) -> None:
         arena = self.arena
         arena.backend.sgd_update_(
             arena.params,
@@ -56,7 +57,7 @@ class SGD(Optimizer):
             nesterov=self.nesterov,
             weight_decay=self.weight_decay,
             maximize=self.maximize,
-            first_step=self.steps == 1,
+            first_step=t == 1,
         )
 
     def hyperparameters(self) -> dict:
