@@ -14,6 +14,8 @@ import gpunn
 from gpunn import backends, datasets, optim
 from gpunn.layers import Dense, activation_names
 
+MAX_AUTO_CLASSES = 256
+
 
 def _sizes(text: str) -> list[int]:
     try:
@@ -48,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         help=".npz with arrays X, y or .csv with the label last "
         "(default: bundled digits)",
     )
+    train.add_argument(
+        "--task",
+        choices=["auto", "classify", "regress"],
+        default="auto",
+        help="auto: classify when the labels are non-negative integers with at most "
+        f"{MAX_AUTO_CLASSES} distinct values, else regress",
+    )
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument(
@@ -73,9 +82,18 @@ def _load(args):
     return datasets.load_file(args.data), args.data
 
 
+def _is_classification(y: np.ndarray, task: str) -> bool:
+    if task != "auto":
+        return task == "classify"
+    if y.dtype.kind not in "iubf" or y.size == 0:
+        return False
+    integral = y.dtype.kind != "f" or bool(np.all(np.isfinite(y) & (y == np.round(y))))
+    return integral and y.min() >= 0 and len(np.unique(y)) <= MAX_AUTO_CLASSES
+
+
 def train(args) -> int:
     (X, y), source = _load(args)
-    classify = np.asarray(y).dtype.kind in "iub" or bool(np.all(np.mod(y, 1) == 0))
+    classify = _is_classification(np.asarray(y), args.task)
     X_tr, X_te, y_tr, y_te = datasets.train_test_split(
         X, y, args.test_size, seed=args.seed, stratify=classify
     )

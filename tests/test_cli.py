@@ -169,3 +169,30 @@ def test_module_entry_point_runs():
     )
     assert out.returncode == 0, out.stderr
     assert "test accuracy: " in out.stdout
+
+
+def test_task_detection_and_override(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    target = np.round(X @ [30.0, -20.0, 5.0])  # integer-valued, negative: regression
+    np.savetxt(tmp_path / "r.csv", np.column_stack([X, target]), delimiter=",")
+    argv = [
+        "train",
+        "--data",
+        str(tmp_path / "r.csv"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--verbose",
+        "0",
+    ]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "regression" in out
+    labels = (X[:, 0] > 0).astype(float)
+    np.savetxt(tmp_path / "c.csv", np.column_stack([X, labels]), delimiter=",")
+    argv[2] = str(tmp_path / "c.csv")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "2 classes" in out
+    code, out, _ = run(capsys, *argv, "--task", "regress")
+    assert code == 0 and "regression" in out
