@@ -15,6 +15,22 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
+def on_cpu(data, epochs, *extra):
+    """argv for a quiet CPU training run on ``data``."""
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--device",
+        "cpu",
+        "--epochs",
+        str(epochs),
+        "--verbose",
+        "0",
+        *extra,
+    ]
+
+
 def test_default_train_reaches_97_percent(capsys, monkeypatch):
     monkeypatch.setenv("GPUNN_BACKEND", "cpu")
     code, out, _ = run(capsys, "train", "--verbose", "0")
@@ -58,40 +74,15 @@ def test_train_on_npz_and_csv(tmp_path, capsys):
     y = np.arange(120) % 3
     X = rng.standard_normal((120, 5)) + np.eye(3, 5)[y] * 4
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    code, out, _ = run(
-        capsys,
-        "train",
-        "--data",
-        str(tmp_path / "d.npz"),
-        "--device",
-        "cpu",
-        "--epochs",
-        "20",
-        "--verbose",
-        "0",
-        "--hidden",
-        "16",
-        "--lr",
-        "0.01",
-    )
+    argv = on_cpu(tmp_path / "d.npz", 20, "--hidden", "16", "--lr", "0.01")
+    code, out, _ = run(capsys, *argv)
     assert code == 0 and "3 classes" in out
     assert float(out.split("test accuracy: ")[1].split()[0]) > 0.9
     table = np.column_stack([X, y])
     np.savetxt(
         tmp_path / "d.csv", table, delimiter=",", header="a,b,c,d,e,label", comments=""
     )
-    code, out, _ = run(
-        capsys,
-        "train",
-        "--data",
-        str(tmp_path / "d.csv"),
-        "--device",
-        "cpu",
-        "--epochs",
-        "2",
-        "--verbose",
-        "0",
-    )
+    code, out, _ = run(capsys, *on_cpu(tmp_path / "d.csv", 2))
     assert code == 0 and "96 train / 24 test samples, 5 features, 3 classes" in out
 
 
@@ -103,18 +94,7 @@ def test_regression_csv(tmp_path, capsys):
         np.column_stack([X, X @ [1.0, -2.0, 0.5] + 0.1]),
         delimiter=",",
     )
-    code, out, _ = run(
-        capsys,
-        "train",
-        "--data",
-        str(tmp_path / "r.csv"),
-        "--device",
-        "cpu",
-        "--epochs",
-        "30",
-        "--verbose",
-        "0",
-    )
+    code, out, _ = run(capsys, *on_cpu(tmp_path / "r.csv", 30))
     assert code == 0 and "regression" in out and "test mse: " in out
 
 
@@ -176,23 +156,11 @@ def test_task_detection_and_override(tmp_path, capsys):
     X = rng.standard_normal((200, 3))
     target = np.round(X @ [30.0, -20.0, 5.0])  # integer-valued, negative: regression
     np.savetxt(tmp_path / "r.csv", np.column_stack([X, target]), delimiter=",")
-    argv = [
-        "train",
-        "--data",
-        str(tmp_path / "r.csv"),
-        "--device",
-        "cpu",
-        "--epochs",
-        "2",
-        "--verbose",
-        "0",
-    ]
-    code, out, _ = run(capsys, *argv)
+    code, out, _ = run(capsys, *on_cpu(tmp_path / "r.csv", 2))
     assert code == 0 and "regression" in out
     labels = (X[:, 0] > 0).astype(float)
     np.savetxt(tmp_path / "c.csv", np.column_stack([X, labels]), delimiter=",")
-    argv[2] = str(tmp_path / "c.csv")
-    code, out, _ = run(capsys, *argv)
+    code, out, _ = run(capsys, *on_cpu(tmp_path / "c.csv", 2))
     assert code == 0 and "2 classes" in out
-    code, out, _ = run(capsys, *argv, "--task", "regress")
+    code, out, _ = run(capsys, *on_cpu(tmp_path / "c.csv", 2, "--task", "regress"))
     assert code == 0 and "regression" in out
