@@ -134,9 +134,9 @@ class Sequential:
         metrics = (metrics,) if isinstance(metrics, str) else metrics
         found = [metrics_lib.get(m, loss.task) for m in metrics]
         optimizer = optim.get(optimizer)
-        self.loss, self.metrics, self.optimizer = loss, found, optimizer
         if self.built:
-            optimizer.bind(self.arena)
+            optimizer.bind(self.arena)  # may refuse: then nothing has changed
+        self.loss, self.metrics, self.optimizer = loss, found, optimizer
 
     # ----------------------------------------------------------------- data
     def _inputs(self, X, name: str = "X"):

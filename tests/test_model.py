@@ -327,8 +327,10 @@ def test_one_optimizer_per_model_and_recompile_keeps_its_state():
     assert opt.steps > 0
     np.testing.assert_array_equal(first.backend.to_numpy(opt.state["exp_avg"]), moments)
     second = gpunn.Sequential([Dense(3)], input_dim=6, backend="cpu", seed=0)
+    second.compile("mse", "sgd")
     with pytest.raises(ValueError, match="already belongs to another model"):
         second.compile("softmax_cross_entropy", opt)
+    assert second.loss.name == "mse" and isinstance(second.optimizer, gpunn.optim.SGD)
 
 
 def test_a_failed_update_does_not_count_as_a_step():
