@@ -88,6 +88,3 @@ class ParameterArena:
     def zeros_like_params(self):
         """A new zero buffer with the arena's layout (for optimizer state)."""
         return self.backend.zeros(self.size, self.dtype)
-
-    def zero_grads_(self) -> None:
-        self.grads.fill(0)

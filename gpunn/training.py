@@ -106,7 +106,7 @@ def fit(
         progress.start_epoch(epoch + 1)
         logs = _train_epoch(model, X, y, batch_size, shuffle, progress)
         if val is not None:
-            logs.update(_evaluate(model, *val, max(batch_size, 1024), "val_"))
+            logs.update(evaluate(model, *val, max(batch_size, 1024), "val_"))
         history.append(epoch, logs)
         progress.end_epoch(logs)
     return history
@@ -129,7 +129,9 @@ def _train_epoch(model, X, y, batch_size, shuffle, progress) -> dict:
     return totals.logs()
 
 
-def _evaluate(model, X, y, batch_size, prefix="") -> dict:
+def evaluate(model, X, y, batch_size, prefix="") -> dict:
+    """Mean loss and metrics over device data ``(X, y)`` in eval mode."""
+    batch_size = check_batch_size(batch_size)
     totals = _Totals(model)
     for start in range(0, len(X), batch_size):
         xb, yb = X[start : start + batch_size], y[start : start + batch_size]
@@ -137,11 +139,6 @@ def _evaluate(model, X, y, batch_size, prefix="") -> dict:
         loss, _ = model.loss(model.backend, outputs, yb)
         totals.add(loss, outputs, yb)
     return totals.logs(prefix)
-
-
-def evaluate(model, X, y, batch_size) -> dict:
-    """Mean loss and metrics over device data ``(X, y)`` in eval mode."""
-    return _evaluate(model, X, y, check_batch_size(batch_size))
 
 
 def summary_table(model, print_fn=print) -> str:

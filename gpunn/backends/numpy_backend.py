@@ -39,9 +39,6 @@ class NumpyBackend:
         """Copies ``x`` to a host NumPy array."""
         return np.asarray(x)
 
-    def empty(self, shape, dtype):
-        return self.xp.empty(shape, dtype=dtype)
-
     def zeros(self, shape, dtype):
         return self.xp.zeros(shape, dtype=dtype)
 
@@ -137,10 +134,11 @@ class NumpyBackend:
         dlogits = xp.exp(shifted)
         sums = dlogits.sum(axis=1, keepdims=True)
         # sum_i(lse_i - z_i[y_i]): both sums are >= 0, so no cancellation
-        loss = (xp.log(sums).sum() - shifted[rows, labels].sum()) / max(n, 1)
-        sums *= max(n, 1)
+        batch = max(n, 1)
+        loss = (xp.log(sums).sum() - shifted[rows, labels].sum()) / batch
+        sums *= batch
         dlogits /= sums
-        dlogits[rows, labels] -= 1 / max(n, 1)
+        dlogits[rows, labels] -= 1 / batch
         return loss, dlogits
 
     def binary_cross_entropy(self, logits, targets):
@@ -169,11 +167,6 @@ class NumpyBackend:
         return loss, diff * (2 / count)
 
     # ---------------------------------------------------------------- reductions
-    def sum_squares(self, x):
-        """``sum(x**2)`` as a 0-d array (accumulated in float32 at least)."""
-        x = x.astype(self.xp.promote_types(x.dtype, np.float32), copy=False)
-        return self.xp.vdot(x, x) if x.ndim == 1 else (x * x).sum()
-
     def count_correct(self, outputs, targets, kind: str):
         """Number of correct predictions as a 0-d device array. ``kind`` is
         ``"multiclass"`` (argmax vs integer labels), ``"binary"`` (logit > 0 vs 0/1

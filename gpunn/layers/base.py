@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.arena import ParamSpec
-from gpunn.errors import NotBuiltError
 
 
 class Layer:
@@ -52,13 +51,6 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
-
-    def __call__(self, x, training: bool = False):
-        if not self.built:
-            raise NotBuiltError(
-                f"layer {self.name or type(self).__name__} is not built"
-            )
-        return self.forward(x, training)
 
     # ------------------------------------------------------------- introspection
     def flops_per_sample(self) -> int:
