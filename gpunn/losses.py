@@ -25,10 +25,16 @@ class Loss:
     op = ""
     task = ""  # "multiclass", "binary" or "regression": decides what "accuracy" means
 
-    def __call__(self, backend, outputs, targets):
+    link = None  # the final activation fused into this loss: "softmax", "sigmoid"
+
+    def __call__(self, backend, outputs, targets, sample_weight=None):
         """Returns ``(loss, doutputs)``: the mean loss as a 0-d device array and its
-        gradient with respect to ``outputs``."""
-        return getattr(backend, self.op)(outputs, targets)
+        gradient with respect to ``outputs``. ``sample_weight`` (device ``(batch,)``)
+        weights each sample's loss; the mean still divides by the batch size (Keras'
+        ``sum_over_batch_size``)."""
+        if sample_weight is None:
+            return getattr(backend, self.op)(outputs, targets)
+        return getattr(backend, self.op)(outputs, targets, sample_weight=sample_weight)
 
     def prepare_targets(self, y, n_outputs: int, dtype) -> np.ndarray:
         """Checks host targets ``y`` against the output width and returns them in the

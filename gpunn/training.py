@@ -36,29 +36,28 @@ def check_batch_size(batch_size) -> int:
 
 
 class _Totals:
-    """Device-side batch losses and metric sums of one pass, read on demand."""
+    """Device-side batch losses and metric statistics of one pass, read on demand."""
 
     def __init__(self, model):
         self.model, self.losses, self.sizes = model, [], []
-        self.sums = [[] for _ in model.metrics]
-        self.count = 0
+        self.stats = [[] for _ in model.metrics]
 
     def add(self, loss, outputs, targets) -> None:
         backend = self.model.backend
         self.losses.append(loss)
         self.sizes.append(len(targets))
-        for sums, metric in zip(self.sums, self.model.metrics):
-            sums.append(metric.batch_sum(backend, outputs, targets))
-        self.count += targets.size
+        for stats, metric in zip(self.stats, self.model.metrics):
+            stats.append(metric.batch_stats(backend, outputs, targets))
 
     def logs(self, prefix: str = "") -> dict:
         backend = self.model.backend
         stack = backend.xp.stack
         losses = backend.to_numpy(stack(self.losses)).astype(np.float64)
         logs = {prefix + "loss": float(losses @ self.sizes / sum(self.sizes))}
-        for sums, metric in zip(self.sums, self.model.metrics):
-            total = backend.to_numpy(stack(sums)).astype(np.float64).sum()
-            logs[prefix + metric.name] = float(total / self.count)
+        n_samples = sum(self.sizes)
+        for stats, metric in zip(self.stats, self.model.metrics):
+            totals = backend.to_numpy(stack(stats)).astype(np.float64).sum(axis=0)
+            logs[prefix + metric.name] = metric.result(totals, n_samples)
         return logs
 
 

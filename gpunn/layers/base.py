@@ -8,6 +8,18 @@ them out in its arena, ``bind(backend, params, grads)`` hands the layer its view
 needs; ``backward(dy)`` returns ``dx`` and writes the parameter gradients into the grad
 views (overwriting them). A layer whose ``needs_dx`` is false (the first layer of a
 model) may return None from ``backward`` and skip that work.
+
+Optional hooks (the base class gives the no-op version):
+
+- ``penalty()``: a 0-d device array added to the training loss (kernel regularizers);
+  the layer's ``backward`` adds the penalty's gradient into its grad views itself.
+- ``get_state()`` / ``set_state(state)``: non-trainable state as host arrays (BatchNorm's
+  running statistics, a fitted Standardize's mean and scale). It is saved with the
+  model, restored by ``lr_find`` and not touched by optimizers.
+- ``adapt(x)``: fits preprocessing statistics from data (``adaptable = True``).
+- Randomness: a layer that needs it draws a seed from the model's generator in
+  ``build`` and asks the backend for a device generator in ``bind``
+  (``backend.generator(seed)``), so runs are reproducible and no global RNG is used.
 """
 
 from __future__ import annotations
@@ -51,6 +63,24 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    # ------------------------------------------------------------- optional hooks
+    adaptable = False
+
+    def penalty(self):
+        """The layer's regularization loss as a 0-d device array, or None."""
+        return None
+
+    def get_state(self) -> dict:
+        """Non-trainable state ``{name: host array}`` (copies)."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restores what :meth:`get_state` returned."""
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} has no state, got entries {sorted(state)}"
+            )
 
     # ------------------------------------------------------------- introspection
     def flops_per_sample(self) -> int:
