@@ -184,14 +184,13 @@ def _check_model(model, x, y, directions, eps, rtol, atol, max_entries, rng):
     if model.dtype != np.float64 or model.backend.name != "cpu":
         raise ValueError("gradcheck needs a float64 model on the cpu backend")
     model._require_compiled()
-    x, y = model._dataset(x, y)
+    x, y, _ = model._dataset(x, y)
     arena = model.arena
 
-    def objective():
-        return float(model.loss(model.backend, model.forward(x, training=True), y)[0])
+    def objective():  # the training loss: fused head and penalties included
+        return float(model._loss(x, y, training=True)[0])
 
-    _, doutputs = model.loss(model.backend, model.forward(x, training=True), y)
-    model.backward(doutputs)
+    model._gradients(x, y)
     grad = np.array(arena.grads)
     start = np.array(arena.params)
     analytic, numeric = [], []

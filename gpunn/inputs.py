@@ -87,3 +87,26 @@ def targets(backend, y, loss, n_outputs: int, n_samples: int, dtype, name: str =
             f"(shape {y.shape})"
         )
     return backend.asarray(loss.prepare_targets(y, n_outputs, dtype))
+
+
+def sample_weights(backend, w, n_samples: int, dtype, name: str = "sample_weight"):
+    """Validates per-sample loss weights: shape ``(n_samples,)``, finite, >= 0.
+    Returns them on ``backend`` in ``dtype`` (None stays None)."""
+    if w is None:
+        return None
+    w = _host_or_device(w)
+    if hasattr(w, "__cuda_array_interface__"):
+        w = backend.to_numpy(backend.asarray(w))
+    _check_kind(name, w)
+    if w.shape != (n_samples,):
+        raise InvalidInputError(
+            f"{name} must have shape ({n_samples},), one weight per sample, "
+            f"got shape {w.shape}"
+        )
+    w = w.astype(np.float64)
+    if not np.isfinite(w).all() or (w < 0).any():
+        i = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
+        raise InvalidInputError(
+            f"{name} must be finite and >= 0, got {w[i]!r} at index {i}"
+        )
+    return backend.asarray(w, dtype=dtype)

@@ -11,7 +11,9 @@ from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
 from gpunn.checks import check_int
 from gpunn.errors import NotBuiltError
+from gpunn.layers.activations import Activation
 from gpunn.layers.base import Layer
+from gpunn.layers.dense import Dense
 
 DTYPES = ("float32", "float64")
 DEFAULT_METRICS = ("accuracy",)
@@ -146,13 +148,18 @@ class Sequential:
             self.build(X.shape[1])
         return X
 
-    def _dataset(self, X, y, name: str = "X", y_name: str = "y"):
+    def _dataset(self, X, y, sample_weight=None, names=("X", "y", "sample_weight")):
+        """Validates a dataset once and moves it to the device: ``(X, y, w)`` with
+        ``w`` None when there are no sample weights."""
         self._require_compiled()
-        X = self._inputs(X, name)
+        X = self._inputs(X, names[0])
         y = inputs.targets(
-            self.backend, y, self.loss, self.output_dim, X.shape[0], self.dtype, y_name
+            self.backend, y, self.loss, self.output_dim, len(X), self.dtype, names[1]
         )
-        return X, y
+        w = inputs.sample_weights(
+            self.backend, sample_weight, len(X), self.dtype, names[2]
+        )
+        return X, y, w
 
     def _require_compiled(self) -> None:
         if self.loss is None:
@@ -170,18 +177,86 @@ class Sequential:
         for layer in reversed(self.layers):
             doutputs = layer.backward(doutputs)
 
-    def _train_batch(self, x, y):
+    def _fused_head(self):
+        """The final activation that the loss takes over, or None.
+
+        When the last layer (or the last Dense's activation) is the loss's ``link``
+        (softmax for cross-entropy, sigmoid for binary cross-entropy), training and
+        evaluation skip it and hand the loss the logits: the stable fused path.
+        ``predict`` still applies it.
+        """
+        link = getattr(self.loss, "link", None)
+        if link is None:
+            return None
+        last = self.layers[-1]
+        head = last.activation if isinstance(last, Dense) else last
+        if isinstance(head, Activation) and head.activation == link:
+            return head
+        return None
+
+    def _loss_inputs(self, x, training: bool):
+        """Runs the layers up to what the loss takes: the logits when fused."""
+        head = self._fused_head()
+        if head is None:
+            return self.forward(x, training)
+        *body, last = self.layers
+        for layer in body:
+            x = layer.forward(x, training)
+        if last is not head:
+            x = last.forward(x, training, activate=False)
+        temperature = getattr(head, "temperature", 1.0)
+        return x if temperature == 1 else x * (1 / temperature)
+
+    def _backward_from_loss(self, doutputs) -> None:
+        head = self._fused_head()
+        if head is None:
+            self.backward(doutputs)
+            return
+        temperature = getattr(head, "temperature", 1.0)
+        if temperature != 1:
+            doutputs = doutputs * (1 / temperature)
+        *body, last = self.layers
+        if last is not head:
+            doutputs = last.backward(doutputs, activate=False)
+        for layer in reversed(body):
+            doutputs = layer.backward(doutputs)
+
+    def _penalty(self):
+        """The layers' regularization losses summed (0-d device array), or None."""
+        total = None
+        for layer in self.layers:
+            penalty = layer.penalty()
+            if penalty is not None:
+                total = penalty if total is None else total + penalty
+        return total
+
+    def _loss(self, x, y, sample_weight=None, training: bool = False):
+        """``(loss, loss inputs)`` on a device batch, penalties included."""
+        outputs = self._loss_inputs(x, training)
+        loss, _ = self.loss(self.backend, outputs, y, sample_weight)
+        penalty = self._penalty()
+        return (loss if penalty is None else loss + penalty), outputs
+
+    def _gradients(self, x, y, sample_weight=None):
+        """Forward and backward on a device batch, writing every gradient into the
+        arena; returns (loss with penalties, loss inputs)."""
+        outputs = self._loss_inputs(x, training=True)
+        loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
+        penalty = self._penalty()
+        self._backward_from_loss(doutputs)
+        return (loss if penalty is None else loss + penalty), outputs
+
+    def _train_batch(self, x, y, sample_weight=None):
         """One update on a device batch; returns (loss before the update, outputs)."""
-        outputs = self.forward(x, training=True)
-        loss, doutputs = self.loss(self.backend, outputs, y)
-        self.backward(doutputs)
+        loss, outputs = self._gradients(x, y, sample_weight)
         self.optimizer.step()
         return loss, outputs
 
-    def train_step(self, x, y) -> float:
-        """One optimizer update on one batch; returns that batch's loss before it."""
-        x, y = self._dataset(x, y, "x")
-        loss, _ = self._train_batch(x, y)
+    def train_step(self, x, y, sample_weight=None) -> float:
+        """One optimizer update on one batch; returns that batch's loss (with any
+        regularization penalties) before the update."""
+        x, y, w = self._dataset(x, y, sample_weight, ("x", "y", "sample_weight"))
+        loss, _ = self._train_batch(x, y, w)
         return float(loss)
 
     def fit(
@@ -194,24 +269,49 @@ class Sequential:
         validation_data=None,
         validation_split: float = 0.0,
         verbose: int = 1,
+        callbacks=None,
+        sample_weight=None,
+        accumulate_steps: int = 1,
     ) -> training.History:
-        """Trains for ``epochs`` passes over ``(X, y)``; see :func:`gpunn.training.fit`."""
+        """Trains for ``epochs`` passes over ``(X, y)``.
+
+        Args:
+            X, y: features ``(n, n_features)`` and targets (see the loss).
+            epochs: passes over the data. Default: 1.
+            batch_size: samples per batch (per gradient computation). Default: 32.
+            shuffle: a fresh permutation from the model's generator each epoch.
+            validation_data: ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``,
+                evaluated after each epoch (``val_`` logs).
+            validation_split: or hold out this last fraction of ``(X, y)``.
+            verbose: 0 silent, 1 progress bar, 2 one line per epoch. Default: 1.
+            callbacks: :mod:`gpunn.callbacks` instances. Default: None.
+            sample_weight: ``(n,)`` non-negative weights of each sample's loss.
+            accumulate_steps: average the gradients of this many batches before
+                each optimizer step (an effective batch of ``accumulate_steps *
+                batch_size`` that never sits in memory at once). Default: 1.
+
+        Returns: the :class:`~gpunn.callbacks.History`.
+        """
         return training.fit(
             self,
             X,
             y,
-            epochs,
-            batch_size,
-            shuffle,
-            validation_data,
-            validation_split,
-            verbose,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            validation_data=validation_data,
+            validation_split=validation_split,
+            verbose=verbose,
+            callbacks=callbacks,
+            sample_weight=sample_weight,
+            accumulate_steps=accumulate_steps,
         )
 
-    def evaluate(self, X, y, batch_size: int = 1024) -> dict:
-        """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` (eval mode)."""
-        X, y = self._dataset(X, y)
-        return training.evaluate(self, X, y, batch_size)
+    def evaluate(self, X, y, batch_size: int = 1024, sample_weight=None) -> dict:
+        """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` in eval mode; the
+        loss includes regularization penalties and ``sample_weight``."""
+        X, y, w = self._dataset(X, y, sample_weight)
+        return training.evaluate(self, X, y, w, batch_size)
 
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
         """Returns the raw network outputs for ``X`` as a NumPy array ``(n, outputs)``."""

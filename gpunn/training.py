@@ -10,25 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpunn.callbacks import CallbackList, History
 from gpunn.checks import check_int, check_real
 from gpunn.progress import Progress
 
-
-class History:
-    """Per-epoch results of ``fit``: ``history.history["loss"]``,
-    ``["accuracy"]``, ``["val_loss"]``, ... and ``history.epoch`` (0-based)."""
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-
-    def append(self, epoch: int, logs: dict) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __repr__(self) -> str:
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+__all__ = ["History", "evaluate", "fit"]
 
 
 def check_batch_size(batch_size) -> int:
@@ -61,82 +47,166 @@ class _Totals:
         return logs
 
 
-def _split(model, X, y, validation_data, validation_split):
+def _split(model, data, validation_data, validation_split):
+    """Returns (training data, validation data or None); data are (X, y, w) triples
+    on the device, ``w`` None without sample weights."""
     validation_split = check_real(
         "validation_split", validation_split, 0, 1, hi_open=True
     )
     if validation_split and validation_data is not None:
         raise ValueError("pass validation_data or validation_split, not both")
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (X_val, y_val)")
-        val = model._dataset(
-            *validation_data, "validation_data[0]", "validation_data[1]"
-        )
-        return X, y, val
+        if not isinstance(validation_data, (tuple, list)) or len(
+            validation_data
+        ) not in (
+            2,
+            3,
+        ):
+            raise ValueError(
+                "validation_data must be (X_val, y_val) or (X_val, y_val, "
+                f"sample_weight_val), got {type(validation_data).__name__}"
+            )
+        names = ("validation_data[0]", "validation_data[1]", "validation_data[2]")
+        return data, model._dataset(*validation_data, names=names)
     if not validation_split:
-        return X, y, None
-    cut = len(X) - int(len(X) * validation_split)  # the last samples, as in Keras
-    if cut in (0, len(X)):
+        return data, None
+    n = len(data[0])
+    cut = n - int(n * validation_split)  # the last samples, as in Keras
+    if cut in (0, n):
         raise ValueError(
             f"validation_split={validation_split} leaves no samples for training or "
-            f"validation with {len(X)} samples"
+            f"validation with {n} samples"
         )
-    return X[:cut], y[:cut], (X[cut:], y[cut:])
+    head = tuple(None if a is None else a[:cut] for a in data)
+    tail = tuple(None if a is None else a[cut:] for a in data)
+    return head, tail
 
 
 def fit(
-    model, X, y, epochs, batch_size, shuffle, validation_data, validation_split, verbose
+    model,
+    X,
+    y,
+    *,
+    epochs,
+    batch_size,
+    shuffle,
+    validation_data,
+    validation_split,
+    verbose,
+    callbacks=None,
+    sample_weight=None,
+    accumulate_steps=1,
 ) -> History:
     """Trains ``model`` for ``epochs`` passes; see :meth:`gpunn.Sequential.fit`.
 
     Batches are ``batch_size`` samples (the last may be smaller, and is used); with
     ``shuffle`` the order is a fresh permutation from the model's generator each epoch.
     ``validation_split`` holds out the *last* fraction of the data before shuffling.
+    With ``accumulate_steps=k`` the gradients of ``k`` consecutive batches are
+    averaged (weighted by batch size, so the update equals one batch of all their
+    samples) before one optimizer step; a last, shorter group steps too.
     """
     epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
+    accumulate_steps = check_int("accumulate_steps", accumulate_steps, 1)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    X, y = model._dataset(X, y)
-    X, y, val = _split(model, X, y, validation_data, validation_split)
-    steps = -(-len(X) // batch_size)
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            f"callbacks must be a list of Callbacks, got {type(callbacks).__name__}"
+        )
+    data = model._dataset(X, y, sample_weight)
+    data, val = _split(model, data, validation_data, validation_split)
+    steps = -(-len(data[0]) // batch_size)
     progress, history = Progress(verbose, epochs, steps), History()
+    hooks = CallbackList([history, *(callbacks or ())], model)
+    model.stop_training = False
+    hooks.on_train_begin()
     for epoch in range(epochs):
+        hooks.on_epoch_begin(epoch)
         progress.start_epoch(epoch + 1)
-        logs = _train_epoch(model, X, y, batch_size, shuffle, progress)
+        logs = _train_epoch(
+            model, data, batch_size, shuffle, accumulate_steps, progress, hooks
+        )
         if val is not None:
             logs.update(evaluate(model, *val, max(batch_size, 1024), "val_"))
-        history.append(epoch, logs)
+        hooks.on_epoch_end(epoch, logs)
         progress.end_epoch(logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end()
     return history
 
 
-def _train_epoch(model, X, y, batch_size, shuffle, progress) -> dict:
-    backend, n = model.backend, len(X)
+class _Accumulator:
+    """Sums ``batch size * gradient`` over a group of batches, then steps once on the
+    sum divided by the group's samples: the gradient of one large batch."""
+
+    def __init__(self, model, steps: int):
+        self.model, self.steps = model, steps
+        self.buffer = model.arena.zeros_like_params()
+        self.batches = self.samples = 0
+
+    def add(self, n: int) -> None:
+        xp, grads = self.model.backend.xp, self.model.arena.grads
+        if self.batches == 0:
+            xp.multiply(grads, n, out=self.buffer)
+        else:
+            self.buffer += grads * n
+        self.batches, self.samples = self.batches + 1, self.samples + n
+        if self.batches == self.steps:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batches == 0:
+            return
+        xp = self.model.backend.xp
+        xp.divide(self.buffer, self.samples, out=self.model.arena.grads)
+        self.model.optimizer.step()
+        self.batches = self.samples = 0
+
+
+def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, hooks):
+    backend, n = model.backend, len(data[0])
     order = backend.asarray(model.rng.permutation(n)) if shuffle else None
+    accumulator = (
+        _Accumulator(model, accumulate_steps) if accumulate_steps > 1 else None
+    )
     totals = _Totals(model)
     for step, start in enumerate(range(0, n, batch_size), 1):
         stop = min(start + batch_size, n)
         if order is None:
-            xb, yb = X[start:stop], y[start:stop]
+            xb, yb, wb = (None if a is None else a[start:stop] for a in data)
         else:
             index = order[start:stop]
-            xb, yb = backend.take_rows(X, index), backend.take_rows(y, index)
-        loss, outputs = model._train_batch(xb, yb)
+            xb, yb, wb = (
+                None if a is None else backend.take_rows(a, index) for a in data
+            )
+        hooks.on_train_batch_begin(step - 1, {"size": stop - start})
+        if accumulator is None:
+            loss, outputs = model._train_batch(xb, yb, wb)
+        else:
+            loss, outputs = model._gradients(xb, yb, wb)
+            accumulator.add(stop - start)
         totals.add(loss, outputs, yb)
+        hooks.on_train_batch_end(step - 1, {"size": stop - start, "loss": loss})
         progress.batch(step, totals.logs)
+        if model.stop_training:
+            return totals.logs()
+    if accumulator is not None:
+        accumulator.flush()
     return totals.logs()
 
 
-def evaluate(model, X, y, batch_size, prefix="") -> dict:
-    """Mean loss and metrics over device data ``(X, y)`` in eval mode."""
+def evaluate(model, X, y, w, batch_size, prefix="") -> dict:
+    """Mean loss (regularization penalties included) and metrics over device data
+    ``(X, y, w)`` in eval mode."""
     batch_size = check_batch_size(batch_size)
     totals = _Totals(model)
     for start in range(0, len(X), batch_size):
-        xb, yb = X[start : start + batch_size], y[start : start + batch_size]
-        outputs = model.forward(xb, training=False)
-        loss, _ = model.loss(model.backend, outputs, yb)
-        totals.add(loss, outputs, yb)
+        stop = start + batch_size
+        wb = None if w is None else w[start:stop]
+        loss, outputs = model._loss(X[start:stop], y[start:stop], wb, training=False)
+        totals.add(loss, outputs, y[start:stop])
     return totals.logs(prefix)
 
 

@@ -109,7 +109,7 @@ def test_epoch_loss_is_the_sample_weighted_mean_of_batch_losses():
         ({"validation_split": 1.0}, r"validation_split must be in \[0, 1\), got 1.0"),
         ({"validation_split": 0.001}, "leaves no samples"),
         ({"validation_split": 0.2, "validation_data": ([[0] * 6], [0])}, "not both"),
-        ({"validation_data": ([[0] * 6],)}, "must be a pair"),
+        ({"validation_data": ([[0] * 6],)}, r"must be \(X_val, y_val\)"),
         (
             {"validation_data": (np.ones((2, 5)), [0, 1])},
             "validation_data\\[0\\] has 5 features",
