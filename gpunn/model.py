@@ -14,6 +14,7 @@ from gpunn.errors import NotBuiltError
 from gpunn.layers.activations import Activation
 from gpunn.layers.base import Layer
 from gpunn.layers.dense import Dense
+from gpunn.lr_find import lr_find as range_test
 
 DTYPES = ("float32", "float64")
 DEFAULT_METRICS = ("accuracy",)
@@ -307,6 +308,53 @@ class Sequential:
             accumulate_steps=accumulate_steps,
         )
 
+    def lr_find(
+        self,
+        X,
+        y,
+        start: float = 1e-7,
+        end: float = 10.0,
+        steps: int = 100,
+        batch_size: int = 32,
+        smoothing: float = 0.98,
+        divergence: float = 4.0,
+        plot=None,
+        sample_weight=None,
+    ):
+        """The learning-rate range test: trains one minibatch per step while the lr
+        grows exponentially from ``start`` to ``end``, then restores the model
+        (parameters, layer state, optimizer state and step, lr, generator).
+
+        Args:
+            X, y: training data (batches are drawn from fresh permutations).
+            start, end: first and last learning rate. Defaults: 1e-7, 10.
+            steps: number of minibatch updates (the lr grows by
+                ``(end / start) ** (1 / (steps - 1))`` each). Default: 100.
+            batch_size: samples per minibatch. Default: 32.
+            smoothing: factor of the loss's exponential moving average.
+                Default: 0.98.
+            divergence: stop once the smoothed loss exceeds this multiple of its
+                minimum (or is not finite). Default: 4.
+            plot: a path to save a PNG plot to (needs matplotlib). Default: None.
+            sample_weight: optional per-sample loss weights.
+
+        Returns: a :class:`~gpunn.lr_find.LRFinderResult` with ``lrs``, ``losses``,
+        ``smoothed`` and ``suggested_lr`` (steepest descent of the smoothed loss).
+        """
+        return range_test(
+            self,
+            X,
+            y,
+            start,
+            end,
+            steps,
+            batch_size,
+            smoothing,
+            divergence,
+            plot,
+            sample_weight,
+        )
+
     def evaluate(self, X, y, batch_size: int = 1024, sample_weight=None) -> dict:
         """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` in eval mode; the
         loss includes regularization penalties and ``sample_weight``."""
@@ -356,6 +404,58 @@ class Sequential:
             )
         for slot, w in zip(arena.slots, arrays):
             arena.view(arena.params, slot)[...] = w
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of every layer's non-trainable state (BatchNorm running statistics,
+        fitted Standardize/Whiten statistics) as ``{"layer.name": array}``."""
+        self._require_built()
+        return {
+            f"{layer.name}.{key}": value
+            for layer in self.layers
+            for key, value in layer.get_state().items()
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Restores what :meth:`get_state` returned (every entry, nothing else)."""
+        self._require_built()
+        expected = set(self.get_state())
+        if set(state) != expected:
+            raise ValueError(
+                f"state must have the entries {sorted(expected)}, got {sorted(state)}"
+            )
+        for layer in self.layers:
+            prefix = layer.name + "."
+            part = {
+                k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)
+            }
+            layer.set_state(part)
+
+    def adapt(self, X) -> None:
+        """Fits every adaptable preprocessing layer (``Standardize``, ``Whiten``) from
+        ``X``, in order: each sees ``X`` as the layers before it transform it (eval
+        mode). Builds the model from ``X``'s width if needed."""
+        X = self._inputs(X)
+        adaptable = [layer for layer in self.layers if layer.adaptable]
+        if not adaptable:
+            raise ValueError(
+                "the model has no adaptable layer (Standardize, Whiten) to adapt"
+            )
+        x = X
+        for layer in self.layers:
+            if layer.adaptable:
+                layer.adapt(x)
+            if layer is adaptable[-1]:
+                return
+            x = layer.forward(x, training=False)
+
+    def _snapshot(self) -> dict:
+        """A device copy of the parameters and a host copy of the layer state."""
+        arena = self._require_built()
+        return {"params": arena.params.copy(), "state": self.get_state()}
+
+    def _restore(self, snapshot: dict) -> None:
+        self.arena.params[...] = snapshot["params"]
+        self.set_state(snapshot["state"])
 
     def count_params(self) -> int:
         return self._require_built().num_params

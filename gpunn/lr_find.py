@@ -1,0 +1,167 @@
+"""The learning-rate range test (Smith 2017, "Cyclical Learning Rates for Training
+Neural Networks", section 3.3; popularized by fastai's ``lr_find``).
+
+Train on successive minibatches while the learning rate grows exponentially from
+``start`` to ``end``, record each batch's loss, stop once the smoothed loss has blown
+up, then put the model back exactly as it was: parameters, layer state, optimizer state
+and step count, learning rate and the model's random generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpunn.checks import check_int, check_real
+from gpunn.training import check_batch_size
+
+
+@dataclass
+class LRFinderResult:
+    """What :func:`lr_find` measured.
+
+    Attributes:
+        lrs: the learning rate of each recorded step.
+        losses: each step's batch loss (before its update).
+        smoothed: the bias-corrected exponential moving average of ``losses``.
+        suggested_lr: the lr where the smoothed loss falls fastest (per decade of
+            lr) before its minimum; None when too few steps were recorded.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggested_lr: float | None
+
+    def plot(self, path=None, ax=None):
+        """Plots the smoothed loss against the lr (log scale) with the suggestion
+        marked; saves a PNG to ``path`` when given. Needs matplotlib (the ``plot``
+        extra: ``pip install "gpunn[plot]"``). Returns the matplotlib Axes."""
+        try:
+            import matplotlib
+
+            if path is not None and ax is None:
+                matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(
+                'lr_find plots need matplotlib: pip install "gpunn[plot]"'
+            ) from exc
+        figure = None
+        if ax is None:
+            figure, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.lrs, self.smoothed, label="smoothed loss")
+        ax.plot(self.lrs, self.losses, alpha=0.3, label="batch loss")
+        if self.suggested_lr is not None:
+            ax.axvline(
+                self.suggested_lr, color="red", linestyle="--", label="suggested"
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.legend()
+        if path is not None:
+            ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+            if figure is not None:
+                plt.close(figure)
+        return ax
+
+
+def lr_find(
+    model,
+    X,
+    y,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    batch_size: int = 32,
+    smoothing: float = 0.98,
+    divergence: float = 4.0,
+    plot=None,
+    sample_weight=None,
+) -> LRFinderResult:
+    """Runs the LR range test on a compiled model; see :meth:`Sequential.lr_find`."""
+    start = check_real("start", start, lo=0, lo_open=True)
+    end = check_real("end", end, lo=start, lo_open=True)
+    steps = check_int("steps", steps, 2)
+    batch_size = check_batch_size(batch_size)
+    smoothing = check_real("smoothing", smoothing, 0, 1, hi_open=True)
+    divergence = check_real("divergence", divergence, lo=1, lo_open=True)
+    data = model._dataset(X, y, sample_weight)
+    saved = _save(model)
+    try:
+        with np.errstate(all="ignore"):  # the test drives the loss to overflow
+            lrs, losses = _sweep(
+                model, data, start, end, steps, batch_size, smoothing, divergence
+            )
+    finally:
+        _load(model, saved)
+    smoothed = _smooth(losses, smoothing)
+    result = LRFinderResult(
+        np.array(lrs), np.array(losses), smoothed, _suggest(np.array(lrs), smoothed)
+    )
+    if plot is not None:
+        result.plot(plot)
+    return result
+
+
+def _sweep(model, data, start, end, steps, batch_size, smoothing, divergence):
+    optimizer, n = model.optimizer, len(data[0])
+    optimizer.lr_scale = 1.0
+    lrs, losses, best, average, position, order = [], [], math.inf, 0.0, n, None
+    for i in range(steps):
+        if position >= n:  # a fresh permutation for each pass over the data
+            order, position = model.backend.asarray(model.rng.permutation(n)), 0
+        index = order[position : position + batch_size]
+        position += batch_size
+        batch = [None if a is None else model.backend.take_rows(a, index) for a in data]
+        lr = start * (end / start) ** (i / (steps - 1))
+        optimizer.lr = lr
+        loss = float(model._train_batch(*batch)[0])
+        lrs.append(lr)
+        losses.append(loss)
+        average = smoothing * average + (1 - smoothing) * loss
+        smoothed = average / (1 - smoothing ** (i + 1))
+        if not math.isfinite(smoothed) or smoothed > divergence * best:
+            break
+        best = min(best, smoothed)
+    return lrs, losses
+
+
+def _smooth(losses, smoothing) -> np.ndarray:
+    out, average = [], 0.0
+    for i, loss in enumerate(losses):
+        average = smoothing * average + (1 - smoothing) * loss
+        out.append(average / (1 - smoothing ** (i + 1)))
+    return np.array(out)
+
+
+def _suggest(lrs: np.ndarray, smoothed: np.ndarray) -> float | None:
+    """The lr of the steepest descent of the smoothed loss per decade of lr, among the
+    steps up to the loss minimum."""
+    finite = np.isfinite(smoothed)
+    if finite.sum() < 3:
+        return None
+    lrs, smoothed = lrs[finite], smoothed[finite]
+    stop = int(np.argmin(smoothed)) + 1
+    if stop < 3:
+        return None
+    slopes = np.gradient(smoothed[:stop], np.log10(lrs[:stop]))
+    return float(lrs[int(np.argmin(slopes))])
+
+
+def _save(model) -> dict:
+    optimizer = model.optimizer
+    return {
+        "model": model._snapshot(),
+        "optimizer": optimizer.snapshot(),
+        "rng": model.rng.bit_generator.state,
+    }
+
+
+def _load(model, saved: dict) -> None:
+    model._restore(saved["model"])
+    model.optimizer.restore(saved["optimizer"])
+    model.rng.bit_generator.state = saved["rng"]
