@@ -28,7 +28,8 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
     if mode != "auto":
         return mode
     name = monitor.removeprefix("val_")
-    return "max" if name in _MAX_NAMES or name.startswith("top_") else "min"
+    better_high = name in _MAX_NAMES or name.endswith("accuracy")
+    return "max" if better_high or name.startswith("top_") else "min"
 
 
 class Callback:
