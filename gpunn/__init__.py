@@ -5,8 +5,20 @@ same layer and optimizer code on NumPy when there is no GPU.
 is built (see :func:`gpunn.backends.get_backend`).
 """
 
-from gpunn import datasets, initializers, layers, losses, optim
+from gpunn import (
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optim,
+    regularizers,
+    schedules,
+    tune,
+)
 from gpunn.backends import get_backend
+from gpunn.callbacks import History
 from gpunn.errors import (
     BackendUnavailableError,
     InvalidInputError,
@@ -14,32 +26,66 @@ from gpunn.errors import (
     NonFiniteError,
 )
 from gpunn.gradcheck import GradcheckError, gradcheck
-from gpunn.layers import Activation, Dense, Identity, ReLU, Sigmoid, Softmax, Tanh
+from gpunn.layers import (
+    ELU,
+    GELU,
+    Activation,
+    BatchNorm,
+    Dense,
+    Dropout,
+    GaussianNoise,
+    Identity,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Standardize,
+    Swish,
+    Tanh,
+    Whiten,
+)
 from gpunn.model import Sequential
-from gpunn.training import History
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ELU",
+    "GELU",
     "Activation",
     "BackendUnavailableError",
+    "BatchNorm",
     "Dense",
+    "Dropout",
+    "GaussianNoise",
     "GradcheckError",
     "History",
     "Identity",
     "InvalidInputError",
     "LabelError",
+    "LeakyReLU",
     "NonFiniteError",
+    "PReLU",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
+    "Standardize",
+    "Swish",
     "Tanh",
+    "Whiten",
+    "callbacks",
     "datasets",
     "get_backend",
     "gradcheck",
     "initializers",
     "layers",
     "losses",
+    "metrics",
     "optim",
+    "regularizers",
+    "schedules",
+    "tune",
 ]

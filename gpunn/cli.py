@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import platform
 import sys
 import time
@@ -11,10 +12,12 @@ import time
 import numpy as np
 
 import gpunn
-from gpunn import backends, datasets, optim
-from gpunn.layers import Dense, activation_names
+from gpunn import backends, datasets, optim, schedules
+from gpunn.callbacks import EarlyStopping
+from gpunn.layers import Activation, BatchNorm, Dense, Dropout, activation_names
 
 MAX_AUTO_CLASSES = 256
+SCHEDULES = ["constant", "cosine", "exponential", "polynomial", "step"]
 
 
 def _sizes(text: str) -> list[int]:
@@ -66,8 +69,53 @@ def _parser() -> argparse.ArgumentParser:
         help="hidden layer sizes, comma-separated (default: 256,256)",
     )
     train.add_argument("--activation", choices=activation_names(), default="relu")
-    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
+    train.add_argument("--optimizer", choices=optim.names(), default="adam")
     train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument(
+        "--weight-decay", type=float, default=None, help="the optimizer's weight_decay"
+    )
+    train.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="lr schedule over all updates: cosine/polynomial decay to 0, exponential "
+        "to 1%% of lr, step: x0.1 every third of training (default: constant)",
+    )
+    train.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear lr warmup updates first"
+    )
+    train.add_argument(
+        "--dropout", type=float, default=0.0, help="dropout rate after hidden layers"
+    )
+    train.add_argument(
+        "--batch-norm",
+        action="store_true",
+        help="BatchNorm between each hidden Dense and its activation",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop when val_loss has not improved for PATIENCE epochs and restore "
+        "the best weights (holds out --validation-split)",
+    )
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        default=None,
+        help="fraction of the training data held out for val_ metrics "
+        "(default: 0, or 0.1 with --early-stopping)",
+    )
+    train.add_argument(
+        "--clip-norm", type=float, default=None, help="clip the global gradient norm"
+    )
+    train.add_argument(
+        "--accumulate-steps",
+        type=int,
+        default=1,
+        help="average the gradients of this many batches per update",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--test-size", type=float, default=0.2)
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -91,6 +139,50 @@ def _is_classification(y: np.ndarray, task: str) -> bool:
     return integral and y.min() >= 0 and len(np.unique(y)) <= MAX_AUTO_CLASSES
 
 
+def _layers(args, n_out: int) -> list:
+    found = []
+    for width in args.hidden:
+        if args.batch_norm:
+            found += [Dense(width), BatchNorm(), Activation(args.activation)]
+        else:
+            found.append(Dense(width, activation=args.activation))
+        if args.dropout:
+            found.append(Dropout(args.dropout))
+    return found + [Dense(n_out)]
+
+
+def _optimizer(args, updates: int):
+    lr = args.lr
+    if args.schedule != "constant":
+        lr = schedules.get(args.schedule, **_schedule_args(args, updates))
+    if args.warmup_steps:
+        lr = schedules.Warmup(lr, args.warmup_steps)
+    kwargs = {"lr": lr, "clip_norm": args.clip_norm}
+    if args.weight_decay is not None:
+        kwargs["weight_decay"] = args.weight_decay
+    return optim.get(args.optimizer, **kwargs)
+
+
+def _schedule_args(args, updates: int) -> dict:
+    total = max(updates - args.warmup_steps, 1)
+    return {
+        "cosine": {"lr": args.lr, "total_steps": total},
+        "polynomial": {"lr": args.lr, "total_steps": total},
+        "exponential": {"lr": args.lr, "decay": 1 - 0.01 ** (1 / total)},
+        "step": {"lr": args.lr, "step_size": max(total // 3, 1)},
+    }[args.schedule]
+
+
+def _callbacks(args) -> tuple[list, float]:
+    split = args.validation_split
+    if args.early_stopping is None:
+        return [], split or 0.0
+    stop = EarlyStopping(
+        "val_loss", patience=args.early_stopping, restore_best_weights=True
+    )
+    return [stop], 0.1 if split is None else split
+
+
 def train(args) -> int:
     (X, y), source = _load(args)
     classify = _is_classification(np.asarray(y), args.task)
@@ -100,15 +192,19 @@ def train(args) -> int:
     X_tr, X_te = datasets.standardize(X_tr, X_te)
     n_out = int(np.max(y) + 1) if classify else 1
     model = gpunn.Sequential(
-        [Dense(h, activation=args.activation) for h in args.hidden] + [Dense(n_out)],
+        _layers(args, n_out),
         input_dim=X.shape[1],
         dtype=args.dtype,
         backend=args.device,
         seed=args.seed,
     )
+    callbacks, split = _callbacks(args)
+    n_fit = len(X_tr) - int(len(X_tr) * split)
+    batches = math.ceil(n_fit / args.batch_size)
+    per_epoch = math.ceil(batches / max(args.accumulate_steps, 1))
     model.compile(
         "softmax_cross_entropy" if classify else "mse",
-        optim.get(args.optimizer, lr=args.lr),
+        _optimizer(args, args.epochs * per_epoch),
     )
     task = f"{n_out} classes" if classify else "regression"
     print(
@@ -118,14 +214,28 @@ def train(args) -> int:
     print(
         f"model: {X.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_out} "
         f"({model.count_params():,} params, {args.dtype}) on backend "
-        f"{model.backend.name}, {args.optimizer} lr={args.lr}"
+        f"{model.backend.name}, {args.optimizer} lr={args.lr} "
+        f"schedule={args.schedule}"
     )
     start = time.perf_counter()
-    model.fit(
-        X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose
+    history = model.fit(
+        X_tr,
+        y_tr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        verbose=args.verbose,
+        validation_split=split,
+        callbacks=callbacks,
+        accumulate_steps=args.accumulate_steps,
     )
     model.backend.synchronize()
     seconds = time.perf_counter() - start
+    epochs = len(history.epoch)
+    if callbacks and callbacks[0].stopped_epoch:
+        print(
+            f"early stopping after {epochs} epochs; restored the weights of epoch "
+            f"{callbacks[0].best_epoch + 1}"
+        )
     result = model.evaluate(X_te, y_te)
     metric = (
         f"test accuracy: {result['accuracy']:.4f}"
@@ -133,9 +243,7 @@ def train(args) -> int:
         else f"test mse: {result['loss']:.6g}"
     )
     print(f"{metric} (test loss {result['loss']:.4f})")
-    print(
-        f"train time: {seconds:.2f}s, {args.epochs * len(X_tr) / seconds:,.0f} samples/s"
-    )
+    print(f"train time: {seconds:.2f}s, {epochs * n_fit / seconds:,.0f} samples/s")
     return 0
 
 

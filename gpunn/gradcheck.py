@@ -40,6 +40,7 @@ def gradcheck(
     max_entries: int = 400,
     directions: int = 8,
     seed: int = 0,
+    sample_weight=None,
 ) -> bool:
     """Checks analytic gradients of a Layer, a loss (name or Loss) or a compiled
     Sequential against central differences in float64.
@@ -53,6 +54,7 @@ def gradcheck(
         max_entries: per array, check at most this many (seeded random) entries.
         directions: random directions for a whole model.
         seed: seed of the projections, directions and entry choice.
+        sample_weight: per-sample weights ``(batch,)`` given to a loss (loss only).
 
     Returns: True. Raises: GradcheckError on a mismatch, ValueError for non-float64.
     """
@@ -64,12 +66,16 @@ def gradcheck(
         "max_entries": max_entries,
         "rng": rng,
     }
+    if sample_weight is not None and (
+        isinstance(target, Layer) or hasattr(target, "arena")
+    ):
+        raise TypeError("gradcheck takes sample_weight for a loss only")
     if isinstance(target, Layer):
         return _check_layer(target, _f64(x, "x"), **tol)
     if hasattr(target, "arena") and hasattr(target, "forward"):
         return _check_model(target, _f64(x, "x"), y, directions, **tol)
     loss = losses.get(target)
-    return _check_loss(loss, _f64(x, "outputs"), y, **tol)
+    return _check_loss(loss, _f64(x, "outputs"), y, sample_weight, **tol)
 
 
 def _f64(x, name):
@@ -141,8 +147,10 @@ def _check_layer(layer, x, eps, rtol, atol, max_entries, rng):
 def _check_layer_built(layer, x, eps, rtol, atol, max_entries, rng):
     r = rng.standard_normal((x.shape[0], layer.output_dim(x.shape[1])))
 
-    def objective():
-        return float((layer.forward(x, training=True) * r).sum())
+    def objective():  # a random projection of the output, plus any penalty
+        penalty = layer.penalty()
+        value = float((layer.forward(x, training=True) * r).sum())
+        return value if penalty is None else value + float(penalty)
 
     objective()
     dx = np.array(layer.backward(r))
@@ -163,13 +171,15 @@ def _check_layer_built(layer, x, eps, rtol, atol, max_entries, rng):
     return True
 
 
-def _check_loss(loss, outputs, targets, eps, rtol, atol, max_entries, rng):
+def _check_loss(loss, outputs, targets, weight, eps, rtol, atol, max_entries, rng):
     backend = get_backend("cpu")
     z = np.array(outputs)
     t = loss.prepare_targets(np.asarray(targets), z.shape[1], np.float64)
-    _, analytic = loss(backend, z, t)
+    if weight is not None:
+        weight = losses.prepare_sample_weight(weight, len(z), np.float64)
+    _, analytic = loss(backend, z, t, weight)
     entries = _entries(z.size, max_entries, rng)
-    numeric = _numeric(lambda: float(loss(backend, z, t)[0]), z, entries, eps)
+    numeric = _numeric(lambda: float(loss(backend, z, t, weight)[0]), z, entries, eps)
     _compare(
         f"loss {loss.name} w.r.t. its input",
         np.asarray(analytic).reshape(-1)[entries],

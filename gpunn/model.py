@@ -122,20 +122,29 @@ class Sequential:
     ) -> None:
         """Sets the loss, the optimizer and the metrics reported by fit/evaluate.
 
+        When the model ends in the loss's link (a softmax for cross-entropy, a
+        sigmoid for binary cross-entropy, as in Keras' ``Dense(10,
+        activation="softmax")`` with ``"categorical_crossentropy"``), training and
+        evaluation hand the loss the logits and use its fused, stable gradient;
+        ``predict`` still returns probabilities.
+
         Args:
-            loss: ``"softmax_cross_entropy"``, ``"binary_cross_entropy"``, ``"mse"``
-                (see :mod:`gpunn.losses`) or a Loss.
-            optimizer: an :class:`~gpunn.optim.Optimizer` or ``"sgd"``/``"adam"``/
-                ``"adamw"`` with default hyperparameters. Default: ``"adam"``.
-            metrics: names among ``"accuracy"`` (classification) and ``"mae"``,
-                ``"mse"`` (regression). Default: ``("accuracy",)``, dropped for the mse
-                loss.
+            loss: a name or alias from :func:`gpunn.losses.names` (e.g.
+                ``"softmax_cross_entropy"``, ``"categorical_crossentropy"``,
+                ``"binary_crossentropy"``, ``"mse"``, ``"gaussian_nll"``) or a Loss.
+            optimizer: an :class:`~gpunn.optim.Optimizer` or a name from
+                :func:`gpunn.optim.names` with default hyperparameters.
+                Default: ``"adam"``.
+            metrics: metric names (``"accuracy"``, ``"top_k_accuracy"``,
+                ``"binary_accuracy"``, ``"precision"``, ``"recall"``, ``"f1"``,
+                ``"mse"``, ``"mae"``, ``"r2"``) or Metric objects; each must suit the
+                loss. Default: ``("accuracy",)``, dropped for regression losses.
         """
         loss = losses.get(loss)
         if metrics is DEFAULT_METRICS and loss.task == "regression":
             metrics = ()
         metrics = (metrics,) if isinstance(metrics, str) else metrics
-        found = [metrics_lib.get(m, loss.task) for m in metrics]
+        found = [metrics_lib.get(m, loss) for m in metrics]
         optimizer = optim.get(optimizer)
         if self.built:
             optimizer.bind(self.arena)  # may refuse: then nothing has changed

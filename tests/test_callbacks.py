@@ -64,7 +64,7 @@ def fit_with(values, *extra, epochs=None, model=None):
 )
 def test_early_stopping_follows_keras_rules(values, patience, min_delta, mode, stopped):
     stop = EarlyStopping("score", min_delta, patience, mode)
-    _, script, history = fit_with(values, stop)
+    _, _, history = fit_with(values, stop)
     assert stop.stopped_epoch == stopped
     assert len(history.epoch) == (stopped + 1 if stopped else len(values))
 

@@ -15,6 +15,12 @@ def away_from_kinks(rng, shape, margin=0.05):
 
 
 LAYERS = [
+    lambda: layers.Dense(
+        4,
+        kernel_regularizer=gpunn.regularizers.L1L2(0.3, 0.2),
+        bias_regularizer="l2",
+        bias_init="uniform",
+    ),
     lambda: layers.Dense(4),
     lambda: layers.Dense(3, use_bias=False),
     lambda: layers.Dense(5, activation="tanh"),
@@ -25,6 +31,19 @@ LAYERS = [
     lambda: layers.Identity(),
     lambda: layers.Softmax(),
     lambda: layers.Activation("linear"),
+    lambda: layers.LeakyReLU(0.2),
+    lambda: layers.ELU(alpha=0.7),
+    lambda: layers.SiLU(),
+    lambda: layers.Activation("swish"),
+    lambda: layers.GELU(),
+    lambda: layers.GELU("tanh"),
+    lambda: layers.Softmax(temperature=0.5),
+    lambda: layers.Dense(5, activation="gelu"),
+    lambda: layers.Dense(4, activation={"activation": "elu", "alpha": 0.5}),
+    lambda: layers.PReLU(),
+    lambda: layers.PReLU(init=-0.4, per_unit=True),
+    lambda: layers.Swish(beta=0.6),
+    lambda: layers.Swish(beta=1.5, trainable=True),
 ]
 
 

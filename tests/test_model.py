@@ -197,7 +197,7 @@ def test_compile_validation():
     with pytest.raises(ValueError, match="needs a classification loss"):
         model.compile("mse", metrics=("accuracy",))
     with pytest.raises(ValueError, match="metrics must name"):
-        model.compile("softmax_cross_entropy", metrics=("f1",))
+        model.compile("softmax_cross_entropy", metrics=("f2",))
     with pytest.raises(NotBuiltError, match="compile"):
         model.train_step(np.ones((2, 3)), np.zeros(2))
 

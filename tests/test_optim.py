@@ -178,17 +178,24 @@ def test_get_by_name():
 @pytest.mark.torch
 @pytest.mark.parametrize("case", GOLDEN["cases"], ids=CASE_IDS)
 def test_live_torch_matches(case):
-    """Same as the golden test, against the installed torch (catches a stale file)."""
+    """Same as the golden test, against the installed torch (catches a stale file).
+    torch runs with float64 default dtype, as the generator does (NAdam's host
+    ``mu_product`` is a tensor of the default dtype)."""
     torch = pytest.importorskip("torch")
-    p = torch.tensor(GOLDEN["p0"], dtype=torch.float64, requires_grad=True)
-    opt = getattr(torch.optim, case["optimizer"])([p], **case["kwargs"])
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = torch.tensor(GOLDEN["p0"], dtype=torch.float64, requires_grad=True)
+        opt = getattr(torch.optim, case["optimizer"])([p], **case["kwargs"])
+        theirs = []
+        for g in GOLDEN["grads"]:
+            p.grad = torch.tensor(g, dtype=torch.float64)
+            opt.step()
+            theirs.append(p.detach().numpy().copy())
+    finally:
+        torch.set_default_dtype(default)
     ours, _ = run_case(__import__("gpunn").get_backend("cpu"), np.float64, case)
-    for step, g in enumerate(GOLDEN["grads"]):
-        p.grad = torch.tensor(g, dtype=torch.float64)
-        opt.step()
-        np.testing.assert_allclose(
-            ours[step], p.detach().numpy(), rtol=1e-13, atol=1e-15
-        )
+    np.testing.assert_allclose(ours, np.array(theirs), rtol=1e-13, atol=1e-15)
 
 
 HYPER = {
@@ -212,16 +219,65 @@ HYPER = {
         "step_size": 1e-2,
         "bias_correction2_sqrt": 0.03,
     },
+    "rmsprop": {
+        "lr": 1e-2,
+        "alpha": 0.9,
+        "eps": 1e-8,
+        "weight_decay": 0.01,
+        "momentum": 0.9,
+        "centered": True,
+        "maximize": False,
+    },
+    "adagrad": {"clr": 0.05, "eps": 1e-10, "weight_decay": 0.01, "maximize": True},
+    "adadelta": {
+        "lr": 1.0,
+        "rho": 0.9,
+        "eps": 1e-6,
+        "weight_decay": 0.01,
+        "maximize": False,
+    },
+    "adamax": {
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.01,
+        "maximize": False,
+        "clr": 0.02,
+    },
+    "nadam": {
+        "lr": 2e-3,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.01,
+        "decoupled": True,
+        "maximize": False,
+        "bias_correction2": 0.003,
+        "grad_coef": -0.02,
+        "avg_coef": -0.2,
+    },
 }
+# (family, number of state buffers); state buffers are >= 0, and the first one (RMSprop's
+# squared-gradient average) exceeds 36 > max(grad_avg**2), so the centered sqrt is real.
+BLOCKED = [
+    ("sgd", 1),
+    ("adam", 3),
+    ("rmsprop", 3),
+    ("adagrad", 1),
+    ("adadelta", 2),
+    ("adamax", 2),
+    ("nadam", 2),
+]
 
 
 @pytest.mark.parametrize("size", [5, 2 * updates.BLOCK + 3, updates.PARALLEL_MIN + 77])
-@pytest.mark.parametrize("family, n_state", [("sgd", 1), ("adam", 3)])
+@pytest.mark.parametrize("family, n_state", BLOCKED)
 def test_blocked_and_threaded_updates_equal_one_pass(backend, family, n_state, size):
     """Small, block-by-block and multi-threaded arenas: bitwise the reference pass."""
     rng = np.random.default_rng(size)
     host = [rng.standard_normal(size).astype(np.float32) for _ in range(2 + n_state)]
-    host[3:] = [np.abs(a) for a in host[3:]]  # second moments are >= 0
+    host[2:] = [np.abs(a) for a in host[2:]]  # second moments are >= 0
+    host[2] += 40
     ours = [backend.asarray(a.copy()) for a in host]
     ref = [backend.asarray(a.copy()) for a in host]
     getattr(backend, f"{family}_update_")(*ours, **HYPER[family])

@@ -33,6 +33,11 @@ class CupyBackend(NumpyBackend):
     def synchronize(self) -> None:
         cupy.cuda.get_current_stream().synchronize()
 
+    def generator(self, seed: int):
+        """A device generator seeded with ``seed`` (``cupy.random.default_rng``, cuRAND
+        XORWOW): draws stay on the GPU, ``cupy.random``'s global state is untouched."""
+        return cupy.random.default_rng(seed)
+
     def device_name(self) -> str:
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         name = props["name"]

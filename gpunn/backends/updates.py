@@ -84,6 +84,214 @@ def adam_(
     param -= step_size * exp_avg / denom
 
 
+def rmsprop_(
+    xp,
+    param,
+    grad,
+    square_avg,
+    grad_avg,
+    momentum_buf,
+    *,
+    lr,
+    alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered,
+    maximize,
+):
+    """``torch.optim.RMSprop``: see :class:`gpunn.optim.RMSprop`."""
+    g = _l2_grad(grad, param, weight_decay, maximize)
+    square_avg *= alpha
+    square_avg += (1 - alpha) * g * g
+    if centered:
+        lerp_(grad_avg, g, 1 - alpha)
+        avg = xp.sqrt(square_avg - grad_avg * grad_avg)
+    else:
+        avg = xp.sqrt(square_avg)
+    avg += eps
+    if momentum > 0:
+        momentum_buf *= momentum
+        momentum_buf += g / avg
+        param -= lr * momentum_buf
+    else:
+        param -= lr * g / avg
+
+
+def adagrad_(xp, param, grad, state_sum, *, clr, eps, weight_decay, maximize):
+    """``torch.optim.Adagrad``: see :class:`gpunn.optim.Adagrad`."""
+    g = _l2_grad(grad, param, weight_decay, maximize)
+    state_sum += g * g
+    std = xp.sqrt(state_sum)
+    std += eps
+    param -= clr * g / std
+
+
+def adadelta_(
+    xp, param, grad, square_avg, acc_delta, *, lr, rho, eps, weight_decay, maximize
+):
+    """``torch.optim.Adadelta``: see :class:`gpunn.optim.Adadelta`."""
+    g = _l2_grad(grad, param, weight_decay, maximize)
+    square_avg *= rho
+    square_avg += (1 - rho) * g * g
+    std = xp.sqrt(square_avg + eps)
+    delta = xp.sqrt(acc_delta + eps)
+    delta /= std
+    delta *= g
+    acc_delta *= rho
+    acc_delta += (1 - rho) * delta * delta
+    param -= lr * delta
+
+
+def adamax_(
+    xp,
+    param,
+    grad,
+    exp_avg,
+    exp_inf,
+    *,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    maximize,
+    clr,
+):
+    """``torch.optim.Adamax``: see :class:`gpunn.optim.Adamax`."""
+    g = _l2_grad(grad, param, weight_decay, maximize)
+    lerp_(exp_avg, g, 1 - beta1)
+    exp_inf *= beta2
+    xp.maximum(exp_inf, xp.abs(g) + eps, out=exp_inf)
+    param -= clr * exp_avg / exp_inf
+
+
+def nadam_(
+    xp,
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decoupled,
+    maximize,
+    bias_correction2,
+    grad_coef,
+    avg_coef,
+):
+    """``torch.optim.NAdam``: see :class:`gpunn.optim.NAdam`. ``grad_coef`` and
+    ``avg_coef`` are the (negative) host scalars multiplying ``g / denom`` and
+    ``m / denom``."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * param
+    lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * g * g
+    denom = xp.sqrt(exp_avg_sq / bias_correction2)
+    denom += eps
+    param += grad_coef * g / denom
+    param += avg_coef * exp_avg / denom
+
+
+def lars_(
+    xp,
+    param,
+    grad,
+    momentum_buf,
+    segment_ids,
+    *,
+    ratio,
+    weight_decay,
+    adapt,
+    lr,
+    momentum,
+    maximize,
+    first_step,
+):
+    """LARS: see :class:`gpunn.optim.LARS`. ``ratio`` (and ``adapt``, None when every
+    tensor adapts) are per-tensor arrays gathered by ``segment_ids``; then the SGD
+    momentum step of :func:`sgd_` on ``ratio * (g + weight_decay * adapt * p)``."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + _decay(xp, weight_decay, adapt, segment_ids) * param
+    g = g * xp.take(ratio, segment_ids)
+    sgd_(
+        xp,
+        param,
+        g,
+        momentum_buf,
+        lr=lr,
+        momentum=momentum,
+        dampening=0,
+        nesterov=False,
+        weight_decay=0,
+        maximize=False,
+        first_step=first_step,
+    )
+
+
+def lamb_direction_(
+    xp,
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    direction,
+    segment_ids,
+    *,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    adapt,
+    maximize,
+    bias_correction1,
+    bias_correction2,
+):
+    """First half of a LAMB step (:class:`gpunn.optim.LAMB`): updates the moments and
+    writes ``r = m_hat / (sqrt(v_hat) + eps) + weight_decay * adapt * p`` into
+    ``direction``."""
+    g = -grad if maximize else grad
+    lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * g * g
+    denom = xp.sqrt(exp_avg_sq / bias_correction2)
+    denom += eps
+    xp.divide(exp_avg, bias_correction1, out=direction)
+    direction /= denom
+    if weight_decay != 0:
+        direction += _decay(xp, weight_decay, adapt, segment_ids) * param
+
+
+def lamb_apply_(xp, param, direction, segment_ids, *, ratio, lr):
+    """Second half of a LAMB step: ``p -= lr * ratio[tensor] * r``."""
+    param -= lr * xp.take(ratio, segment_ids) * direction
+
+
+def _decay(xp, weight_decay, adapt, segment_ids):
+    """The weight decay of each element: ``weight_decay``, times its tensor's
+    ``adapt`` (0 or 1) unless ``adapt`` is None."""
+    if adapt is None:
+        return weight_decay
+    return weight_decay * xp.take(adapt, segment_ids)
+
+
+def _l2_grad(grad, param, weight_decay, maximize):
+    """The gradient torch's rules start from: negated to maximize, plus the L2 term."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * param
+    return g
+
+
 def lerp_(start, end, weight: float) -> None:
     """``start += weight * (end - start)`` in place, rounded as ``torch.lerp`` rounds
     (it switches formula at ``weight = 0.5`` to stay exact at both ends)."""

@@ -69,7 +69,7 @@ class Layer:
 
     def penalty(self):
         """The layer's regularization loss as a 0-d device array, or None."""
-        return None
+        return
 
     def get_state(self) -> dict:
         """Non-trainable state ``{name: host array}`` (copies)."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gpunn import initializers
+from gpunn import initializers, regularizers
 from gpunn.arena import ParamSpec
-from gpunn.layers.activations import Activation
+from gpunn.layers import activations
 from gpunn.layers.base import Layer
 
 
@@ -13,12 +13,19 @@ class Dense(Layer):
 
     Args:
         units: output width (> 0).
-        activation: optional activation name; ``Dense(n, activation="relu")`` is
-            shorthand for ``Dense(n)`` followed by ``ReLU()``. Default: None.
+        activation: optional activation: a name (``Dense(n, activation="relu")`` is
+            shorthand for ``Dense(n)`` followed by ``ReLU()``), an
+            :class:`~gpunn.layers.Activation` such as ``LeakyReLU(0.2)`` (copied), or
+            a config ``{"activation": "leaky_relu", "negative_slope": 0.2}``.
+            Default: None.
         use_bias: add the bias ``b`` (shape ``(units,)``). Default: True.
         kernel_init: initializer name or callable for ``W``. Default:
             ``"glorot_uniform"``.
         bias_init: initializer name or callable for ``b``. Default: ``"zeros"``.
+        kernel_regularizer: penalty on ``W`` (Keras semantics): ``"l1"``, ``"l2"``,
+            ``"l1_l2"``, a :mod:`gpunn.regularizers` instance or config, or None.
+            Default: None.
+        bias_regularizer: the same for ``b`` (ignored without bias). Default: None.
         name: optional layer name.
 
     Shape: ``(batch, n_in)`` -> ``(batch, units)``.
@@ -28,10 +35,12 @@ class Dense(Layer):
     def __init__(
         self,
         units: int,
-        activation: str | None = None,
+        activation=None,
         use_bias: bool = True,
         kernel_init="glorot_uniform",
         bias_init="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         name: str | None = None,
     ):
         super().__init__(name)
@@ -42,7 +51,11 @@ class Dense(Layer):
         self.kernel_init = initializers.get(kernel_init, "kernel_init")
         self.bias_init = initializers.get(bias_init, "bias_init")
         self._init_args = (kernel_init, bias_init)
-        self.activation = Activation(activation) if activation is not None else None
+        self.activation = activations.get(activation)
+        self.kernel_regularizer = regularizers.get(
+            kernel_regularizer, "kernel_regularizer"
+        )
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = None
 
     def output_dim(self, n_in: int) -> int:
@@ -73,18 +86,25 @@ class Dense(Layer):
         if self.activation is not None:
             self.activation.bind(backend, {}, {})
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, activate: bool = True):
+        """``activation(x @ W + b)``; with ``activate=False`` the activation is
+        skipped (the model fuses a final softmax/sigmoid into its loss). Pass the same
+        ``activate`` to :meth:`backward`."""
         if training:
             self._x = x
         y = self.backend.dense_forward(
             x, self.params["kernel"], self.params.get("bias")
         )
-        return y if self.activation is None else self.activation.forward(y, training)
+        if self.activation is None or not activate:
+            return y
+        return self.activation.forward(y, training)
 
-    def backward(self, dy):
-        if self.activation is not None:
+    def backward(self, dy, activate: bool = True):
+        """Writes the gradients of ``W`` and ``b`` (data term plus any regularizer's)
+        and returns ``dx``; ``activate=False`` as in :meth:`forward`."""
+        if self.activation is not None and activate:
             dy = self.activation.backward(dy)
-        return self.backend.dense_backward_(
+        dx = self.backend.dense_backward_(
             self._x,
             self.params["kernel"],
             dy,
@@ -92,6 +112,23 @@ class Dense(Layer):
             self.grads.get("bias"),
             need_dx=self.needs_dx,
         )
+        for key, regularizer in self._regularized():
+            regularizer.add_grad_(self.backend, self.params[key], self.grads[key])
+        return dx
+
+    def _regularized(self) -> list:
+        pairs = [("kernel", self.kernel_regularizer), ("bias", self.bias_regularizer)]
+        return [(k, r) for k, r in pairs if r is not None and k in self.params]
+
+    def penalty(self):
+        """The sum of the kernel's and the bias' regularizer penalties as a 0-d device
+        array, or None without regularizers."""
+        terms = [
+            r.penalty(self.backend, self.params[k]) for k, r in self._regularized()
+        ]
+        if not terms:
+            return None
+        return sum(terms[1:], terms[0])
 
     def flops_per_sample(self) -> int:
         flops = 2 * self.n_in * self.units + (self.units if self.use_bias else 0)
@@ -99,11 +136,14 @@ class Dense(Layer):
 
     def get_config(self) -> dict:
         kernel_init, bias_init = self._init_args
+        activation = self.activation
         return {
             "units": self.units,
-            "activation": self.activation.activation if self.activation else None,
+            "activation": activation.activation_config() if activation else None,
             "use_bias": self.use_bias,
             "kernel_init": kernel_init if isinstance(kernel_init, str) else None,
             "bias_init": bias_init if isinstance(bias_init, str) else None,
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
             "name": self.name,
         }

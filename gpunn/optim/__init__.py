@@ -1,18 +1,58 @@
 """Optimizers with ``torch.optim``'s names, defaults and update rules, each one fused
-update over the model's flat parameter arena."""
+update over the model's flat parameter arena, plus the large-batch optimizers LARS and
+LAMB and gradient clipping."""
 
+from gpunn.optim.adagrad import Adadelta, Adagrad
 from gpunn.optim.adam import Adam, AdamW
+from gpunn.optim.adam_variants import Adamax, NAdam
 from gpunn.optim.base import Optimizer
+from gpunn.optim.clip import clip_grad_norm_, clip_grad_value_
+from gpunn.optim.large_batch import LAMB, LARS
+from gpunn.optim.rmsprop import RMSprop
 from gpunn.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "get"]
+__all__ = [
+    "LAMB",
+    "LARS",
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "Optimizer",
+    "RMSprop",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "get",
+    "names",
+]
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+_BY_NAME = {
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
+    "adadelta": Adadelta,
+    "adamax": Adamax,
+    "nadam": NAdam,
+    "lars": LARS,
+    "lamb": LAMB,
+}
+
+
+def names() -> list[str]:
+    """The optimizer names :func:`get` accepts."""
+    return sorted(_BY_NAME)
 
 
 def get(optimizer, **kwargs) -> Optimizer:
-    """Returns an optimizer for a name (``"sgd"``, ``"adam"``, ``"adamw"``, built with
-    ``kwargs``) or an :class:`Optimizer` instance (returned as is)."""
+    """Returns an optimizer for a name (one of ``"sgd"``, ``"adam"``, ``"adamw"``,
+    ``"rmsprop"``, ``"adagrad"``, ``"adadelta"``, ``"adamax"``, ``"nadam"``,
+    ``"lars"``, ``"lamb"``; case-insensitive), built with ``kwargs``, or an
+    :class:`Optimizer` instance (returned as is)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _BY_NAME:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from gpunn.checks import check_real
-from gpunn.optim.base import Optimizer
+from gpunn.optim.base import Optimizer, check_betas
 
 
 class Adam(Optimizer):
@@ -24,6 +24,8 @@ class Adam(Optimizer):
         weight_decay: L2 penalty (>= 0). Default: 0.
         amsgrad: use the running maximum of ``v`` (Reddi et al. 2018). Default: False.
         maximize: ascend the objective instead. Default: False.
+        clip_norm, clip_value: keyword-only gradient clipping, see
+            :class:`~gpunn.optim.Optimizer`. Default: None.
     """
 
     decoupled = False
@@ -36,14 +38,12 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
     ):
-        super().__init__(lr)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (
-            check_real("betas[0]", betas[0], lo=0, hi=1, hi_open=True),
-            check_real("betas[1]", betas[1], lo=0, hi=1, hi_open=True),
-        )
+        super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
+        self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
         self.amsgrad, self.maximize = bool(amsgrad), bool(maximize)
@@ -51,7 +51,7 @@ class Adam(Optimizer):
             ("max_exp_avg_sq",) if self.amsgrad else ()
         )
 
-    def _update(self, t: int) -> None:
+    def _update(self, t: int, lr: float) -> None:
         beta1, beta2 = self.betas
         arena = self.arena
         arena.backend.adam_update_(
@@ -60,20 +60,19 @@ class Adam(Optimizer):
             self.state["exp_avg"],
             self.state["exp_avg_sq"],
             self.state.get("max_exp_avg_sq"),
-            lr=self.lr,
+            lr=lr,
             beta1=beta1,
             beta2=beta2,
             eps=self.eps,
             weight_decay=self.weight_decay,
             decoupled=self.decoupled,
             maximize=self.maximize,
-            step_size=self.lr / (1 - beta1**t),
+            step_size=lr / (1 - beta1**t),
             bias_correction2_sqrt=math.sqrt(1 - beta2**t),
         )
 
-    def hyperparameters(self) -> dict:
+    def _hyperparameters(self) -> dict:
         return {
-            "lr": self.lr,
             "betas": self.betas,
             "eps": self.eps,
             "weight_decay": self.weight_decay,
@@ -100,5 +99,17 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
     ):
-        super().__init__(lr, betas, eps, weight_decay, amsgrad, maximize)
+        super().__init__(
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize,
+            clip_norm=clip_norm,
+            clip_value=clip_value,
+        )

@@ -22,6 +22,10 @@ class SGD(Optimizer):
             Default: False.
         weight_decay: L2 penalty added to the gradient (>= 0). Default: 0.
         maximize: ascend the objective instead. Default: False.
+        clip_norm, clip_value: keyword-only gradient clipping, see
+            :class:`~gpunn.optim.Optimizer`. Default: None.
+
+    ``lr`` may be a schedule (a callable ``step -> lr``), as for every optimizer.
     """
 
     def __init__(
@@ -32,8 +36,11 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         maximize: bool = False,
+        *,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
     ):
-        super().__init__(lr)
+        super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
         self.momentum = check_real("momentum", momentum, lo=0)
         self.dampening = check_real("dampening", dampening, lo=0)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
@@ -45,13 +52,13 @@ class SGD(Optimizer):
         self.nesterov, self.maximize = bool(nesterov), bool(maximize)
         self.state_names = ("momentum_buffer",) if self.momentum != 0 else ()
 
-    def _update(self, t: int) -> None:
+    def _update(self, t: int, lr: float) -> None:
         arena = self.arena
         arena.backend.sgd_update_(
             arena.params,
             arena.grads,
             self.state.get("momentum_buffer"),
-            lr=self.lr,
+            lr=lr,
             momentum=self.momentum,
             dampening=self.dampening,
             nesterov=self.nesterov,
@@ -60,9 +67,8 @@ class SGD(Optimizer):
             first_step=t == 1,
         )
 
-    def hyperparameters(self) -> dict:
+    def _hyperparameters(self) -> dict:
         return {
-            "lr": self.lr,
             "momentum": self.momentum,
             "dampening": self.dampening,
             "nesterov": self.nesterov,

@@ -1,5 +1,8 @@
 """Writes optim_golden.json: torch.optim trajectories in float64 for the golden-value
-tests (run by hand when a case is added: python tests/data/make_optim_golden.py)."""
+tests (run by hand when a case is added: python tests/data/make_optim_golden.py).
+
+torch runs with float64 as its default dtype, so its host scalars (NAdam's
+``mu_product``) are float64 like gpunn's; the other cases do not depend on it."""
 
 import json
 from pathlib import Path
@@ -35,6 +38,55 @@ CASES = [
     ("AdamW", "AdamW", {}),
     ("AdamW", "AdamW", {"lr": 0.05, "betas": (0.5, 0.99), "weight_decay": 0.3}),
     ("AdamW", "AdamW", {"lr": 0.01, "amsgrad": True}),
+    ("RMSprop", "RMSprop", {}),
+    ("RMSprop", "RMSprop", {"lr": 0.01, "alpha": 0.9, "weight_decay": 0.01}),
+    (
+        "RMSprop",
+        "RMSprop",
+        {"lr": 0.005, "centered": True, "momentum": 0.9, "eps": 1e-6},
+    ),
+    ("RMSprop", "RMSprop", {"lr": 0.01, "centered": True, "maximize": True}),
+    ("RMSprop", "RMSprop", {"lr": 0.002, "momentum": 0.5, "weight_decay": 0.1}),
+    ("Adagrad", "Adagrad", {}),
+    (
+        "Adagrad",
+        "Adagrad",
+        {
+            "lr": 0.1,
+            "lr_decay": 0.05,
+            "initial_accumulator_value": 0.3,
+            "weight_decay": 0.01,
+        },
+    ),
+    ("Adagrad", "Adagrad", {"lr": 0.05, "eps": 1e-6, "maximize": True}),
+    ("Adadelta", "Adadelta", {}),
+    ("Adadelta", "Adadelta", {"lr": 0.5, "rho": 0.5, "eps": 1e-4, "weight_decay": 0.1}),
+    ("Adadelta", "Adadelta", {"rho": 0.99, "maximize": True}),
+    ("Adamax", "Adamax", {}),
+    (
+        "Adamax",
+        "Adamax",
+        {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-4, "weight_decay": 0.05},
+    ),
+    ("Adamax", "Adamax", {"lr": 0.02, "maximize": True}),
+    ("NAdam", "NAdam", {}),
+    ("NAdam", "NAdam", {"lr": 0.01, "weight_decay": 0.1}),
+    (
+        "NAdam",
+        "NAdam",
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    ),
+    (
+        "NAdam",
+        "NAdam",
+        {
+            "lr": 0.02,
+            "betas": (0.5, 0.99),
+            "momentum_decay": 0.01,
+            "eps": 1e-6,
+            "maximize": True,
+        },
+    ),
 ]
 
 
@@ -50,6 +102,7 @@ def trajectory(torch_name, kwargs, p0, grads):
 
 
 def main():
+    torch.set_default_dtype(torch.float64)
     rng = np.random.default_rng(SEED)
     p0 = rng.standard_normal(SIZE)
     grads = rng.standard_normal((STEPS, SIZE)) * np.linspace(0.01, 3, SIZE)

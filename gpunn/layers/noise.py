@@ -1,0 +1,106 @@
+"""Layers that add noise while training: ``Dropout`` and ``GaussianNoise``.
+
+Each draws a seed from the model's generator in ``build`` and asks the backend for a
+generator of its own in ``bind`` (a cuRAND generator on the GPU), so a run is
+reproducible from the model's seed, masks are drawn on the device, and no global RNG is
+touched. In eval mode both return their input array itself.
+"""
+
+from __future__ import annotations
+
+from gpunn.checks import check_real
+from gpunn.layers.base import Layer
+
+
+class _Noise(Layer):
+    """A layer with its own generator, seeded from the model's one in ``build``."""
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        self.seed: int | None = None
+        self.generator = None
+
+    def build(self, n_in, rng):
+        specs = super().build(n_in, rng)
+        self.seed = int(rng.integers(2**63))
+        return specs
+
+    def bind(self, backend, params, grads):
+        super().bind(backend, params, grads)
+        self.generator = backend.generator(self.seed)
+
+    def flops_per_sample(self) -> int:
+        return self.n_in or 0
+
+
+class Dropout(_Noise):
+    """Inverted dropout: in training ``y = x * m / (1 - rate)`` with ``m ~
+    Bernoulli(1 - rate)`` drawn per element, so ``E[y] = x``; in eval ``y = x``.
+
+    As ``torch.nn.Dropout`` / ``keras.layers.Dropout`` (Srivastava et al., 2014,
+    "Dropout: a simple way to prevent neural networks from overfitting"); the scale is
+    applied while training, so inference needs no rescaling. The backward pass
+    multiplies by the same mask and scale.
+
+    Args:
+        rate: probability of zeroing an element, in ``[0, 1)``; 0 makes the layer the
+            identity.
+        name: optional layer name.
+
+    Shape: ``(batch, n)`` -> ``(batch, n)``.
+    """
+
+    def __init__(self, rate: float, name: str | None = None):
+        super().__init__(name)
+        self.rate = check_real("rate", rate, 0, 1, hi_open=True)
+        self._mask = None
+
+    def forward(self, x, training: bool = False):
+        if not training:
+            return x
+        if self.rate == 0:
+            self._mask = None
+            return x
+        y, self._mask = self.backend.dropout(x, self.rate, self.generator)
+        return y
+
+    def backward(self, dy):
+        if not self.needs_dx:
+            return None
+        if self._mask is None:
+            return dy
+        return self.backend.backprop_dropout(dy, self._mask)
+
+    def get_config(self) -> dict:
+        return {"rate": self.rate, "name": self.name}
+
+
+class GaussianNoise(_Noise):
+    """Additive Gaussian noise: in training ``y = x + stddev * z`` with ``z ~ N(0, 1)``
+    drawn per element; in eval ``y = x``. The gradient passes through unchanged.
+
+    As ``keras.layers.GaussianNoise``: a regularizer (noise injection, Bishop 1995,
+    "Training with noise is equivalent to Tikhonov regularization").
+
+    Args:
+        stddev: standard deviation of the noise, ``>= 0``; 0 makes the layer the
+            identity.
+        name: optional layer name.
+
+    Shape: ``(batch, n)`` -> ``(batch, n)``.
+    """
+
+    def __init__(self, stddev: float, name: str | None = None):
+        super().__init__(name)
+        self.stddev = check_real("stddev", stddev, 0)
+
+    def forward(self, x, training: bool = False):
+        if not training or self.stddev == 0:
+            return x
+        return self.backend.gaussian_noise(x, self.stddev, self.generator)
+
+    def backward(self, dy):
+        return dy if self.needs_dx else None
+
+    def get_config(self) -> dict:
+        return {"stddev": self.stddev, "name": self.name}
