@@ -164,3 +164,82 @@ def test_task_detection_and_override(tmp_path, capsys):
     assert code == 0 and "2 classes" in out
     code, out, _ = run(capsys, *on_cpu(tmp_path / "c.csv", 2, "--task", "regress"))
     assert code == 0 and "regression" in out
+
+
+def test_toolkit_flags_build_and_train_what_they_name(capsys, monkeypatch):
+    """optimizer, schedule with warmup, dropout, batch norm, clipping, accumulation and
+    early stopping all reach the model."""
+    import gpunn
+
+    built = {}
+    original = gpunn.Sequential.fit
+
+    def spy(model, *args, **kwargs):
+        built["model"], built["kwargs"] = model, kwargs
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(gpunn.Sequential, "fit", spy)
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--device=cpu",
+        "--verbose=0",
+        "--epochs=3",
+        "--hidden=32,16",
+        "--optimizer=lamb",
+        "--lr=3e-3",
+        "--weight-decay=0.02",
+        "--schedule=cosine",
+        "--warmup-steps=5",
+        "--dropout=0.2",
+        "--batch-norm",
+        "--clip-norm=1.5",
+        "--accumulate-steps=2",
+        "--early-stopping=4",
+    )
+    assert code == 0, out
+    assert "lamb lr=0.003 schedule=cosine" in out
+    model, kwargs = built["model"], built["kwargs"]
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Dense", "BatchNorm", "Activation", "Dropout"] * 2 + ["Dense"]
+    optimizer = model.optimizer
+    assert type(optimizer).__name__ == "LAMB" and optimizer.weight_decay == 0.02
+    assert optimizer.clip_norm == 1.5
+    config = optimizer.schedule.get_config()
+    assert config["name"] == "warmup" and config["warmup_steps"] == 5
+    assert config["after"]["name"] == "cosine"
+    # 1295 fitted samples: 21 batches of 64, 11 updates of 2 batches, 3 epochs, minus
+    # the warmup: the cosine reaches 0 at the last update
+    assert config["after"]["total_steps"] == 3 * 11 - 5
+    assert optimizer.steps == 3 * 11
+    assert kwargs["accumulate_steps"] == 2 and kwargs["validation_split"] == 0.1
+    (stop,) = kwargs["callbacks"]
+    assert stop.patience == 4 and stop.restore_best_weights
+
+
+def test_early_stopping_flag_reports_the_restored_epoch(capsys):
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--device=cpu",
+        "--verbose=0",
+        "--epochs=30",
+        "--hidden=32",
+        "--lr=0.05",
+        "--early-stopping=1",
+    )
+    assert code == 0
+    assert "early stopping after" in out and "restored the weights of epoch" in out
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--dropout=1.5", "rate must be in [0, 1)"),
+        ("--accumulate-steps=0", "accumulate_steps"),
+        ("--clip-norm=-1", "clip_norm"),
+    ],
+)
+def test_bad_toolkit_flags_exit_2_naming_the_value(capsys, flag, message):
+    code, _, err = run(capsys, "train", "--device=cpu", "--epochs=1", flag)
+    assert code == 2 and message in err
