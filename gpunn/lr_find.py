@@ -27,7 +27,8 @@ class LRFinderResult:
         losses: each step's batch loss (before its update).
         smoothed: the bias-corrected exponential moving average of ``losses``.
         suggested_lr: the lr where the smoothed loss falls fastest (per decade of
-            lr) before its minimum; None when too few steps were recorded.
+            lr) before its minimum, ignoring the first tenth of the steps; None when
+            too few steps lie in between.
     """
 
     lrs: np.ndarray
@@ -139,17 +140,17 @@ def _smooth(losses, smoothing) -> np.ndarray:
 
 
 def _suggest(lrs: np.ndarray, smoothed: np.ndarray) -> float | None:
-    """The lr of the steepest descent of the smoothed loss per decade of lr, among the
-    steps up to the loss minimum."""
+    """The lr of the steepest descent of the smoothed loss per decade of lr, between
+    the first tenth of the steps (where the average is still settling) and the loss
+    minimum."""
     finite = np.isfinite(smoothed)
-    if finite.sum() < 3:
-        return None
     lrs, smoothed = lrs[finite], smoothed[finite]
+    skip = len(smoothed) // 10
     stop = int(np.argmin(smoothed)) + 1
-    if stop < 3:
+    if stop - skip < 3:
         return None
-    slopes = np.gradient(smoothed[:stop], np.log10(lrs[:stop]))
-    return float(lrs[int(np.argmin(slopes))])
+    slopes = np.gradient(smoothed[skip:stop], np.log10(lrs[skip:stop]))
+    return float(lrs[skip + int(np.argmin(slopes))])
 
 
 def _save(model) -> dict:

@@ -253,3 +253,40 @@ def test_lr_find_validates_its_arguments():
         model.lr_find(X, y, start=1.0, end=0.1)
     with pytest.raises(ValueError, match="steps"):
         model.lr_find(X, y, steps=1)
+
+
+def test_lr_find_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = blobs(64)
+    path = tmp_path / "lr.png"
+    result = make(seed=0).lr_find(X, y, steps=30, batch_size=16, plot=path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.plot().get_xscale() == "log"
+
+
+def test_lr_find_without_matplotlib_says_how_to_get_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("blocked")
+        return real_import(name, *args, **kwargs)
+
+    X, y = blobs(64)
+    result = make(seed=0).lr_find(X, y, steps=10, batch_size=16)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match=r"gpunn\[plot\]"):
+        result.plot("x.png")
+
+
+def test_lr_find_suggests_the_steepest_descent_before_the_minimum():
+    from gpunn.lr_find import _suggest
+
+    lrs = np.logspace(-5, 1, 61)
+    decades = np.log10(lrs)
+    loss = 2 - np.tanh(2 * (decades + 2)) + np.where(decades > 0, 5 * decades, 0)
+    loss[:3] = [4.0, 3.5, 2.5]  # a noisy start is ignored
+    assert _suggest(lrs, loss) == pytest.approx(1e-2)
+    assert _suggest(lrs[:2], loss[:2]) is None  # too few points
