@@ -1,22 +1,7 @@
-"""Hyperparameter search: grid and random search over a model-building function.
+"""Grid and random search: one validation split, one trial per point of the space,
+each trial built by ``build_fn``, trained with ``fit`` and scored by ``monitor``.
 
-Every trial builds a fresh model with ``build_fn(**params)``, trains it with ``fit`` on
-the same training samples and scores it on the same validation samples, so trials
-differ only by their parameters (give the model a fixed ``seed`` in ``build_fn`` for
-reproducible results). A trial's score is the best epoch's ``monitor`` value, the
-value early stopping with ``restore_best_weights`` would keep.
-
-Example::
-
-    def build(lr, units):
-        model = gpunn.Sequential([Dense(units, activation="relu"), Dense(10)], seed=0)
-        model.compile("softmax_cross_entropy", gpunn.optim.Adam(lr))
-        return model
-
-    space = {"lr": loguniform(1e-4, 1e-1), "units": [64, 128, 256]}
-    results = random_search(build, space, X, y, n_trials=20, epochs=5)
-    print(results)  # the trials, best first
-    results.best_params  # {"lr": 0.0031..., "units": 256}
+See :mod:`gpunn.tune` for an example.
 """
 
 from __future__ import annotations
@@ -25,194 +10,19 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from gpunn.callbacks import monitor_mode
 from gpunn.checks import check_int, check_real
 from gpunn.errors import InvalidInputError
+from gpunn.tune.results import SearchResults, Trial, _cell
+from gpunn.tune.space import _check_space, _draw
 
-RESERVED = ("rank", "trial", "score", "epoch", "seconds", "error")
 SET_BY_SEARCH = ("epochs", "batch_size", "validation_data", "validation_split")
 SET_BY_SEARCH += ("verbose", "X", "y")
 
 
-# ---------------------------------------------------------------- distributions
-class Distribution:
-    """A prior over one hyperparameter for :func:`random_search`; ``sample(rng)`` draws
-    one value from a ``numpy.random.Generator``. Made by :func:`choice`,
-    :func:`uniform`, :func:`loguniform` and :func:`randint`."""
-
-    def __init__(self, kind: str, draw: Callable, **args):
-        self.kind, self.args, self._draw = kind, args, draw
-
-    def sample(self, rng: np.random.Generator):
-        return self._draw(rng)
-
-    def __repr__(self) -> str:
-        return f"{self.kind}({', '.join(repr(v) for v in self.args.values())})"
-
-
-def choice(values) -> Distribution:
-    """One of ``values``, each with probability ``1 / len(values)`` (what a plain list
-    means in a random search space)."""
-    values = _as_list("values", values)
-    return Distribution(
-        "choice", lambda rng: values[int(rng.integers(len(values)))], values=values
-    )
-
-
-def uniform(lo: float, hi: float) -> Distribution:
-    """A float uniform in ``[lo, hi)``."""
-    lo, hi = _interval(lo, hi, positive=False)
-    return Distribution("uniform", lambda rng: float(rng.uniform(lo, hi)), lo=lo, hi=hi)
-
-
-def loguniform(lo: float, hi: float) -> Distribution:
-    """A float in ``[lo, hi]`` whose log is uniform (``0 < lo < hi``): for learning
-    rates and weight decays, where 1e-4 to 1e-3 matters as much as 1e-2 to 1e-1."""
-    lo, hi = _interval(lo, hi, positive=True)
-
-    def draw(rng):
-        value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        return min(max(value, lo), hi)  # exp(log(x)) may round past a bound
-
-    return Distribution("loguniform", draw, lo=lo, hi=hi)
-
-
-def randint(lo: int, hi: int) -> Distribution:
-    """An int uniform in ``[lo, hi)``: ``hi`` excluded, as ``numpy``'s ``integers``
-    and ``scipy.stats.randint``."""
-    for name, value in (("lo", lo), ("hi", hi)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"randint {name} must be an int, got {value!r}")
-    if hi <= lo:
-        raise ValueError(f"randint needs lo < hi, got lo={lo}, hi={hi}")
-    lo, hi = int(lo), int(hi)
-    return Distribution("randint", lambda rng: int(rng.integers(lo, hi)), lo=lo, hi=hi)
-
-
-def _interval(lo, hi, positive: bool):
-    lo = check_real("lo", lo, lo=0 if positive else None, lo_open=True)
-    hi = check_real("hi", hi)
-    if hi <= lo:
-        raise ValueError(f"needs lo < hi, got lo={lo}, hi={hi}")
-    return lo, hi
-
-
-def _as_list(name: str, values) -> list:
-    if isinstance(values, np.ndarray) and values.ndim == 1:
-        values = values.tolist()
-    if not isinstance(values, (list, tuple, range)) or len(values) == 0:
-        raise ValueError(f"{name} must be a non-empty list of values, got {values!r}")
-    return list(values)
-
-
-# ---------------------------------------------------------------- results
-@dataclass
-class Trial:
-    """One trained configuration.
-
-    Attributes:
-        index: position in the order the trials ran (0-based).
-        params: the arguments given to ``build_fn``.
-        score: the best epoch's ``monitor`` value (nan when the trial failed or every
-            value was nan).
-        epoch: that epoch, 0-based as ``History.epoch`` (None when no score).
-        logs: the last epoch's logs (``{"loss": ..., "val_loss": ..., ...}``).
-        seconds: wall time of ``fit``.
-        history: ``history.history`` of the trial's ``fit``.
-        error: why the trial failed (training diverged), else None.
-    """
-
-    index: int
-    params: dict
-    score: float
-    epoch: int | None
-    logs: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    history: dict = field(default_factory=dict)
-    error: str | None = None
-
-
-class SearchResults:
-    """The trials of a search, sorted best first (failed trials last, ties in run
-    order), with ``best_params``, ``best_score``, ``rows()`` and ``table()``."""
-
-    def __init__(self, trials: list[Trial], monitor: str, mode: str):
-        self.monitor, self.mode = monitor, mode
-        sign = -1.0 if mode == "max" else 1.0
-        self.trials = sorted(
-            trials, key=lambda t: (math.isnan(t.score), sign * t.score, t.index)
-        )
-
-    @property
-    def best(self) -> Trial:
-        return self.trials[0]
-
-    @property
-    def best_params(self) -> dict:
-        return dict(self.best.params)
-
-    @property
-    def best_score(self) -> float:
-        return self.best.score
-
-    def rows(self) -> list[dict]:
-        """One flat dict per trial, best first: ``rank`` (1 = best), ``trial``, the
-        params, ``score``, ``epoch``, ``seconds``, ``error``, then the last epoch's
-        logs prefixed ``final_`` (``final_val_loss``, ...)."""
-        return [
-            {
-                "rank": rank,
-                "trial": t.index,
-                **t.params,
-                "score": t.score,
-                "epoch": t.epoch,
-                "seconds": t.seconds,
-                "error": t.error,
-                **{f"final_{k}": v for k, v in t.logs.items()},
-            }
-            for rank, t in enumerate(self.trials, 1)
-        ]
-
-    def table(self) -> str:
-        """The trials as an aligned text table, best first."""
-        names = list(self.trials[0].params)
-        header = ["rank", "trial", *names, f"{self.mode} {self.monitor}", "epoch", "s"]
-        body = [
-            [rank, t.index, *(t.params[n] for n in names)]
-            + [t.score, "-" if t.epoch is None else t.epoch, t.seconds]
-            for rank, t in enumerate(self.trials, 1)
-        ]
-        cells = [header] + [[_cell(v) for v in row] for row in body]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-        right = [isinstance(v, (int, float)) for v in body[0]]
-        lines = [
-            "  ".join(
-                c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)
-            )
-            for row in cells
-        ]
-        return "\n".join(line.rstrip() for line in lines)
-
-    __str__ = table
-
-    def __repr__(self) -> str:
-        return (
-            f"SearchResults({len(self.trials)} trials, best {self.monitor}="
-            f"{self.best_score:.6g} with {self.best.params})"
-        )
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-# ---------------------------------------------------------------- searches
 def grid_search(
     build_fn: Callable,
     space: Mapping,
@@ -306,53 +116,6 @@ def random_search(
         validation_split=validation_split, validation_data=validation_data,
         monitor=monitor, mode=mode, seed=seed, verbose=verbose, fit_kwargs=fit_kwargs,
     )  # fmt: skip
-
-
-def _check_space(space, allow_distributions: bool) -> dict:
-    if not isinstance(space, Mapping) or not space:
-        raise ValueError(
-            f"space must be a non-empty dict name -> values, got {space!r}"
-        )
-    checked = {}
-    for name, values in space.items():
-        if not isinstance(name, str) or name in RESERVED or name.startswith("final_"):
-            raise ValueError(
-                f"space names must be strings other than {list(RESERVED)} and not "
-                f"start with 'final_', got {name!r}"
-            )
-        if isinstance(values, Distribution) and not allow_distributions:
-            raise ValueError(
-                f"space[{name!r}] is a distribution; grid_search needs a list of "
-                "values (use random_search for distributions)"
-            )
-        if not isinstance(values, Distribution):
-            values = _as_list(f"space[{name!r}]", values)
-        checked[name] = values
-    return checked
-
-
-def _draw(space: dict, n_trials: int, rng: np.random.Generator) -> list[dict]:
-    sizes = [len(v) for v in space.values() if isinstance(v, list)]
-    n_points = math.prod(sizes)
-    if len(sizes) < len(space) or n_points > 2**62:
-        return [
-            {
-                k: choice(v).sample(rng) if isinstance(v, list) else v.sample(rng)
-                for k, v in space.items()
-            }
-            for _ in range(n_trials)
-        ]
-    picks = rng.choice(n_points, size=min(n_trials, n_points), replace=False)
-    return [_grid_point(space, int(i)) for i in picks]
-
-
-def _grid_point(space: dict, index: int) -> dict:
-    """Point ``index`` of the grid in ``itertools.product`` order."""
-    point = {}
-    for name, values in reversed(space.items()):
-        index, digit = divmod(index, len(values))
-        point[name] = values[digit]
-    return {name: point[name] for name in space}
 
 
 def _search(
