@@ -3,7 +3,8 @@
 A callback sees the model (``self.model``) and is called at the start and end of
 training, of each epoch and of each batch. Epoch ``logs`` are host floats
 (``{"loss": ..., "accuracy": ..., "val_loss": ...}``); batch ``logs`` hold the batch's
-``"size"`` and its ``"loss"`` as a 0-d device array, so a callback that reads it
+``"size"`` and its ``"loss"`` as a 0-d device array; ``on_train_begin`` gets
+``{"log_names": [...]}``, the epoch log names ``fit`` will produce, so a callback that reads it
 (``float(logs["loss"])``) waits for the device and one that does not costs nothing.
 Setting ``model.stop_training = True`` ends ``fit`` after the current batch.
 """
@@ -126,6 +127,18 @@ class _Monitor:
     def reset(self) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
 
+    def check(self, logs) -> None:
+        """At the start of training: a ``val_`` monitor needs validation data."""
+        names = (logs or {}).get("log_names")
+        if names is None or not self.monitor.startswith("val_"):
+            return
+        if not any(name.startswith("val_") for name in names):
+            raise ValueError(
+                f"monitor={self.monitor!r} needs validation data: pass "
+                "validation_data or validation_split to fit, or monitor one of "
+                f"{sorted(names)}"
+            )
+
     def value(self, logs) -> float:
         if self.monitor not in (logs or {}):
             raise ValueError(
@@ -178,6 +191,7 @@ class EarlyStopping(Callback):
         self.start_from_epoch = check_int("start_from_epoch", start_from_epoch, 0)
 
     def on_train_begin(self, logs=None):
+        self._monitor.check(logs)
         self._monitor.reset()
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self._best_snapshot = None
@@ -245,6 +259,7 @@ class ReduceLROnPlateau(Callback):
         self.verbose = verbose
 
     def on_train_begin(self, logs=None):
+        self._monitor.check(logs)
         self._monitor.reset()
         self.wait = self.cooldown_counter = 0
 

@@ -4,7 +4,8 @@ Neural Networks", section 3.3; popularized by fastai's ``lr_find``).
 Train on successive minibatches while the learning rate grows exponentially from
 ``start`` to ``end``, record each batch's loss, stop once the smoothed loss has blown
 up, then put the model back exactly as it was: parameters, layer state, optimizer state
-and step count, learning rate and the model's random generator.
+and step count, learning rate, the model's random generator and the dropout/noise
+layers' generators (on the CPU; CuPy does not expose its generators' state yet).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpunn.checks import check_int, check_real
-from gpunn.training import check_batch_size
+from gpunn.training import check_batch_size, check_batches
 
 
 @dataclass
@@ -41,18 +42,13 @@ class LRFinderResult:
         marked; saves a PNG to ``path`` when given. Needs matplotlib (the ``plot``
         extra: ``pip install "gpunn[plot]"``). Returns the matplotlib Axes."""
         try:
-            import matplotlib
-
-            if path is not None and ax is None:
-                matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError as exc:
             raise ImportError(
                 'lr_find plots need matplotlib: pip install "gpunn[plot]"'
             ) from exc
-        figure = None
-        if ax is None:
-            figure, ax = plt.subplots(figsize=(6, 4))
+        if ax is None:  # a Figure of its own: pyplot's global state is not touched
+            ax = Figure(figsize=(6, 4)).subplots()
         ax.plot(self.lrs, self.smoothed, label="smoothed loss")
         ax.plot(self.lrs, self.losses, alpha=0.3, label="batch loss")
         if self.suggested_lr is not None:
@@ -65,8 +61,6 @@ class LRFinderResult:
         ax.legend()
         if path is not None:
             ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-            if figure is not None:
-                plt.close(figure)
         return ax
 
 
@@ -91,6 +85,7 @@ def lr_find(
     smoothing = check_real("smoothing", smoothing, 0, 1, hi_open=True)
     divergence = check_real("divergence", divergence, lo=1, lo_open=True)
     data = model._dataset(X, y, sample_weight)
+    check_batches(model, len(data[0]), batch_size)
     saved = _save(model)
     try:
         with np.errstate(all="ignore"):  # the test drives the loss to overflow
@@ -153,12 +148,21 @@ def _suggest(lrs: np.ndarray, smoothed: np.ndarray) -> float | None:
     return float(lrs[skip + int(np.argmin(slopes))])
 
 
+def _layer_generators(model) -> list:
+    return [
+        layer.generator
+        for layer in model.layers
+        if getattr(layer, "generator", None) is not None
+    ]
+
+
 def _save(model) -> dict:
-    optimizer = model.optimizer
+    backend = model.backend
     return {
         "model": model._snapshot(),
-        "optimizer": optimizer.snapshot(),
+        "optimizer": model.optimizer.snapshot(),
         "rng": model.rng.bit_generator.state,
+        "layer_rngs": [backend.generator_state(g) for g in _layer_generators(model)],
     }
 
 
@@ -166,3 +170,6 @@ def _load(model, saved: dict) -> None:
     model._restore(saved["model"])
     model.optimizer.restore(saved["optimizer"])
     model.rng.bit_generator.state = saved["rng"]
+    for generator, state in zip(_layer_generators(model), saved["layer_rngs"]):
+        if state is not None:
+            model.backend.set_generator_state(generator, state)

@@ -432,12 +432,14 @@ class Sequential:
             raise ValueError(
                 f"state must have the entries {sorted(expected)}, got {sorted(state)}"
             )
+        previous = self.get_state()
         for layer in self.layers:
-            prefix = layer.name + "."
-            part = {
-                k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)
-            }
-            layer.set_state(part)
+            try:
+                layer.set_state(_part(state, layer))
+            except (ValueError, TypeError) as exc:
+                for done in self.layers:  # all or nothing
+                    done.set_state(_part(previous, done))
+                raise type(exc)(f"state of layer {layer.name}: {exc}") from exc
 
     def adapt(self, X) -> None:
         """Fits every adaptable preprocessing layer (``Standardize``, ``Whiten``) from
@@ -473,6 +475,12 @@ class Sequential:
         """Prints (and returns) a table of layers, output widths, parameter counts and
         forward FLOPs per sample."""
         return training.summary_table(self, print_fn)
+
+
+def _part(state: dict, layer) -> dict:
+    """The entries of a model state that belong to ``layer``, without its prefix."""
+    prefix = layer.name + "."
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _model_dtype(dtype) -> np.dtype:

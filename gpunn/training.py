@@ -21,6 +21,21 @@ def check_batch_size(batch_size) -> int:
     return check_int("batch_size", batch_size, 1)
 
 
+def check_batches(model, n: int, batch_size: int) -> None:
+    """Raises ValueError, before any update, when a training batch of ``n`` samples
+    cut into ``batch_size`` pieces would be smaller than a layer accepts (BatchNorm
+    cannot train on one sample)."""
+    layer = max(model.layers, key=lambda layer: layer.min_train_batch)
+    need = layer.min_train_batch
+    smallest = min(batch_size, n) if n % batch_size == 0 else n % batch_size
+    if smallest < need:
+        raise ValueError(
+            f"batch_size={batch_size} with {n} training samples leaves a batch of "
+            f"{smallest} sample(s), but layer {layer.name} ({type(layer).__name__}) "
+            f"needs at least {need} per batch in training; choose another batch_size"
+        )
+
+
 class _Totals:
     """Device-side batch losses and metric statistics of one pass, read on demand."""
 
@@ -104,7 +119,9 @@ def fit(
     ``validation_split`` holds out the *last* fraction of the data before shuffling.
     With ``accumulate_steps=k`` the gradients of ``k`` consecutive batches are
     averaged (weighted by batch size, so the update equals one batch of all their
-    samples) before one optimizer step; a last, shorter group steps too.
+    samples) before one optimizer step; a last, shorter group steps too. (A loss
+    that normalizes each batch by something other than its size, cross-entropy with
+    ``class_weight``, gives the size-weighted mean of the batch gradients instead.)
     """
     epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
     accumulate_steps = check_int("accumulate_steps", accumulate_steps, 1)
@@ -116,11 +133,14 @@ def fit(
         )
     data = model._dataset(X, y, sample_weight)
     data, val = _split(model, data, validation_data, validation_split)
+    check_batches(model, len(data[0]), batch_size)
     steps = -(-len(data[0]) // batch_size)
     progress, history = Progress(verbose, epochs, steps), History()
     hooks = CallbackList([history, *(callbacks or ())], model)
     model.stop_training = False
-    hooks.on_train_begin()
+    names = ["loss", *(metric.name for metric in model.metrics)]
+    names += ["val_" + name for name in names] if val is not None else []
+    hooks.on_train_begin({"log_names": names})
     for epoch in range(epochs):
         hooks.on_epoch_begin(epoch)
         progress.start_epoch(epoch + 1)

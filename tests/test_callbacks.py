@@ -176,8 +176,22 @@ def test_csv_and_json_lines_loggers_write_every_epoch(tmp_path):
 
 
 def test_missing_monitor_and_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="monitor='val_loss' is not among"):
-        fit_with([0, 0], EarlyStopping())
+    model = make(seed=0)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="monitor='val_loss' needs validation data"):
+        fit_with([0, 0], EarlyStopping(), model=model)
+    assert model.optimizer.steps == 0  # refused before any update
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="monitor='val_lost' is not among"):
+        X, y = blobs(24)
+        model.fit(
+            X,
+            y,
+            validation_split=0.25,
+            verbose=0,
+            callbacks=[ReduceLROnPlateau("val_lost")],
+        )
     with pytest.raises(ValueError, match="factor"):
         ReduceLROnPlateau(factor=1.5)
     with pytest.raises(ValueError, match="patience"):

@@ -290,3 +290,70 @@ def test_lr_find_suggests_the_steepest_descent_before_the_minimum():
     loss[:3] = [4.0, 3.5, 2.5]  # a noisy start is ignored
     assert _suggest(lrs, loss) == pytest.approx(1e-2)
     assert _suggest(lrs[:2], loss[:2]) is None  # too few points
+
+
+def test_lr_find_restores_dropout_streams():
+    """Fitting after lr_find gives bitwise what fitting without it gives."""
+    X, y = blobs(64)
+
+    def model():
+        m = gpunn.Sequential(
+            [
+                Dense(16, activation="relu"),
+                layers.Dropout(0.5),
+                layers.GaussianNoise(0.1),
+                Dense(3),
+            ],
+            input_dim=6,
+            dtype="float64",
+            backend="cpu",
+            seed=4,
+        )
+        m.compile("softmax_cross_entropy", optim.Adam(1e-2))
+        return m
+
+    plain, probed = model(), model()
+    probed.lr_find(X, y, steps=20, batch_size=16)
+    plain.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    probed.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert_same_weights(plain, probed)
+
+
+def test_a_batch_norm_model_refuses_a_last_batch_of_one_before_training():
+    X, y = blobs(33)
+    model = gpunn.Sequential(
+        [Dense(8), layers.BatchNorm(), layers.ReLU(), Dense(3)],
+        input_dim=6,
+        dtype="float64",
+        backend="cpu",
+        seed=0,
+    )
+    model.compile("softmax_cross_entropy", "adam")
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"batch_size=32 with 33 training samples"):
+        model.fit(X, y, batch_size=32, verbose=0)
+    with pytest.raises(ValueError, match=r"batchnorm_1 \(BatchNorm\) needs at least 2"):
+        model.lr_find(X, y, batch_size=16)
+    assert model.optimizer.steps == 0
+    assert_same_weights(model, before)
+    model.fit(X, y, batch_size=11, verbose=0)  # 3 batches of 11 train
+
+
+def test_set_state_is_all_or_nothing_and_names_the_layer():
+    X, y = blobs(40)
+    model = gpunn.Sequential(
+        [Dense(4), layers.BatchNorm(), Dense(4), layers.BatchNorm(), Dense(3)],
+        input_dim=6,
+        dtype="float64",
+        backend="cpu",
+        seed=0,
+    )
+    model.compile("softmax_cross_entropy", "adam")
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    good = model.get_state()
+    bad = {k: np.full_like(v, 5.0) for k, v in good.items()}
+    bad["batchnorm_3.running_var"] = -np.ones(4)
+    with pytest.raises(ValueError, match="state of layer batchnorm_3"):
+        model.set_state(bad)
+    for key, value in model.get_state().items():
+        np.testing.assert_array_equal(value, good[key])

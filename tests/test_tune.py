@@ -370,3 +370,19 @@ def test_errors_found_while_searching():
 def test_bad_distributions(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_sample_weight_in_fit_kwargs_is_refused_up_front():
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    y = np.arange(20) % 2
+    built = []
+
+    def build(units):
+        built.append(units)
+        raise AssertionError("build_fn must not run")
+
+    with pytest.raises(ValueError, match="sample_weight"):
+        tune.grid_search(
+            build, {"units": [4]}, X, y, fit_kwargs={"sample_weight": np.ones(20)}
+        )
+    assert built == []

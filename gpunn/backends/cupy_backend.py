@@ -38,6 +38,11 @@ class CupyBackend(NumpyBackend):
         XORWOW): draws stay on the GPU, ``cupy.random``'s global state is untouched."""
         return cupy.random.default_rng(seed)
 
+    def generator_state(self, generator):
+        """None: CuPy's cuRAND generators do not expose their state yet, so a
+        restore (``lr_find``) leaves dropout and noise streams advanced on the GPU."""
+        return
+
     def device_name(self) -> str:
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         name = props["name"]

@@ -66,6 +66,14 @@ class NumpyBackend(LayerOps, LossOps, MetricOps, OptimOps):
         (``numpy.random.default_rng``); no global RNG state is read or changed."""
         return np.random.default_rng(seed)
 
+    def generator_state(self, generator):
+        """A JSON-able copy of ``generator``'s state, or None where it cannot be
+        captured; :meth:`set_generator_state` puts it back."""
+        return generator.bit_generator.state
+
+    def set_generator_state(self, generator, state) -> None:
+        generator.bit_generator.state = state
+
     # ---------------------------------------------------------------- flat updates
     def _foreach_block(self, fn, arrays, hyper) -> None:
         """How an elementwise update runs: cache-sized blocks and all cores on CPU."""

@@ -66,6 +66,7 @@ class Layer:
 
     # ------------------------------------------------------------- optional hooks
     adaptable = False
+    min_train_batch = 1  # smallest batch the layer can train on (BatchNorm: 2)
 
     def penalty(self):
         """The layer's regularization loss as a 0-d device array, or None."""

@@ -79,6 +79,8 @@ class BatchNorm(Layer):
     Shape: ``(batch, n)`` -> ``(batch, n)``; training needs ``batch >= 2``.
     """
 
+    min_train_batch = 2  # fit checks its batches against this before training
+
     def __init__(
         self,
         momentum: float | None = 0.1,

@@ -156,6 +156,11 @@ def _fit_args(epochs, batch_size, verbose, fit_kwargs) -> dict:
     taken = sorted(set(fit_kwargs) & set(SET_BY_SEARCH))
     if taken:
         raise ValueError(f"fit_kwargs must not set {taken}: the search sets them")
+    if "sample_weight" in fit_kwargs:
+        raise ValueError(
+            "fit_kwargs must not set sample_weight: the search splits X and y only, "
+            "so the weights would not match the training part"
+        )
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     return {"epochs": epochs, "batch_size": batch_size, "verbose": 0, **fit_kwargs}
