@@ -65,15 +65,18 @@ def adam_(
     """``torch.optim.Adam`` / ``AdamW``: see :meth:`NumpyBackend.adam_update_`. The
     operations and their order are torch's single-tensor path, so float64 results
     agree to the last bit or one (torch's CPU kernels use fused multiply-adds)."""
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        if decoupled:
-            param *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
-    lerp_(exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * g * g
+    _moments_(
+        param,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        lr,
+        beta1,
+        beta2,
+        weight_decay,
+        decoupled,
+        maximize,
+    )
     if max_exp_avg_sq is not None:
         xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         denom = xp.sqrt(max_exp_avg_sq)
@@ -186,15 +189,18 @@ def nadam_(
     """``torch.optim.NAdam``: see :class:`gpunn.optim.NAdam`. ``grad_coef`` and
     ``avg_coef`` are the (negative) host scalars multiplying ``g / denom`` and
     ``m / denom``."""
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        if decoupled:
-            param *= 1 - lr * weight_decay
-        else:
-            g = g + weight_decay * param
-    lerp_(exp_avg, g, 1 - beta1)
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * g * g
+    g = _moments_(
+        param,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        lr,
+        beta1,
+        beta2,
+        weight_decay,
+        decoupled,
+        maximize,
+    )
     denom = xp.sqrt(exp_avg_sq / bias_correction2)
     denom += eps
     param += grad_coef * g / denom
@@ -289,6 +295,32 @@ def _l2_grad(grad, param, weight_decay, maximize):
     g = -grad if maximize else grad
     if weight_decay != 0:
         g = g + weight_decay * param
+    return g
+
+
+def _moments_(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    lr,
+    beta1,
+    beta2,
+    weight_decay,
+    decoupled,
+    maximize,
+):
+    """The weight decay and moment updates Adam and NAdam share, in torch's order;
+    returns the (decayed, signed) gradient ``g``."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * param
+    lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * g * g
     return g
 
 
