@@ -32,6 +32,19 @@ def test_every_kernel_is_readable_through_importlib_resources():
         assert "grid-stride" in text or "GPUNN_GRID_STRIDE" in text, name
 
 
+def test_every_subpackage_is_listed_for_the_wheel():
+    """setuptools ships only the packages pyproject.toml lists: a new subpackage that
+    is missing there imports from a checkout but not from an installed wheel."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "gpunn").rglob("__init__.py")
+    }
+    assert found | {"gpunn.kernels"} == listed
+
+
 def test_data_ships_with_its_licence():
     files = importlib.resources.files("gpunn.datasets")
     assert files.joinpath("digits.npz").is_file()
