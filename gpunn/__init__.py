@@ -7,23 +7,32 @@ is built (see :func:`gpunn.backends.get_backend`).
 
 from gpunn import (
     callbacks,
+    checkpointing,
     datasets,
+    faults,
     initializers,
     layers,
     losses,
     metrics,
     optim,
+    persistence,
     regularizers,
     schedules,
     tune,
 )
 from gpunn.backends import get_backend
 from gpunn.callbacks import History
+from gpunn.checkpointing import ModelCheckpoint
 from gpunn.errors import (
     BackendUnavailableError,
+    CheckpointError,
+    CorruptFileError,
+    DeviceMemoryError,
+    GpunnError,
     InvalidInputError,
     LabelError,
     NonFiniteError,
+    UnsafeFileError,
 )
 from gpunn.gradcheck import GradcheckError, gradcheck
 from gpunn.layers import (
@@ -47,6 +56,7 @@ from gpunn.layers import (
     Whiten,
 )
 from gpunn.model import Sequential
+from gpunn.persistence import load
 
 __version__ = "0.1.0"
 
@@ -56,15 +66,20 @@ __all__ = [
     "Activation",
     "BackendUnavailableError",
     "BatchNorm",
+    "CheckpointError",
+    "CorruptFileError",
     "Dense",
+    "DeviceMemoryError",
     "Dropout",
     "GaussianNoise",
+    "GpunnError",
     "GradcheckError",
     "History",
     "Identity",
     "InvalidInputError",
     "LabelError",
     "LeakyReLU",
+    "ModelCheckpoint",
     "NonFiniteError",
     "PReLU",
     "ReLU",
@@ -75,16 +90,21 @@ __all__ = [
     "Standardize",
     "Swish",
     "Tanh",
+    "UnsafeFileError",
     "Whiten",
     "callbacks",
+    "checkpointing",
     "datasets",
+    "faults",
     "get_backend",
     "gradcheck",
     "initializers",
     "layers",
+    "load",
     "losses",
     "metrics",
     "optim",
+    "persistence",
     "regularizers",
     "schedules",
     "tune",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 from gpunn.checks import check_int, check_real
 
@@ -37,9 +38,27 @@ class Callback:
     """Base class: every hook is a no-op. ``self.model`` is set by ``fit``."""
 
     model = None
+    _restored = False  # set by set_state: the next on_train_begin keeps the state
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def get_state(self) -> dict | None:
+        """The state a training checkpoint saves, or None for a stateless callback:
+        JSON-able values (NumPy arrays allowed, saved as tensors)."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Restores :meth:`get_state`'s dict; the next ``on_train_begin`` keeps it
+        instead of starting afresh (``fit(resume_from=...)`` calls it before
+        training begins). ValueError naming the entry, nothing changed, if invalid."""
+        if state is not None:
+            raise ValueError(f"{type(self).__name__} has no state, got {state!r}")
+
+    def _resuming(self) -> bool:
+        """True once after :meth:`set_state`: ``on_train_begin`` keeps the state."""
+        restored, self._restored = self._restored, False
+        return restored
 
     def on_train_begin(self, logs=None) -> None:
         pass
@@ -61,10 +80,11 @@ class Callback:
 
 
 class CallbackList(Callback):
-    """Calls each hook on every callback, in order."""
+    """Calls each hook on every callback, in order (those with ``runs_last``, e.g.
+    ``ModelCheckpoint``, after the others)."""
 
     def __init__(self, callbacks, model):
-        self.callbacks = list(callbacks)
+        self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "runs_last", False))
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(
@@ -109,6 +129,14 @@ class History(Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
 
+    def get_state(self) -> dict:
+        return {"epoch": list(self.epoch), "history": _copy_lists(self.history)}
+
+    def set_state(self, state) -> None:
+        state = _entries(self, state, ("epoch", "history"))
+        self.epoch = [check_int("epoch", e, 0) for e in state["epoch"]]
+        self.history = _copy_lists(state["history"])
+
     def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
@@ -126,6 +154,23 @@ class _Monitor:
 
     def reset(self) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
+
+    def get_state(self) -> dict:
+        return {"monitor": self.monitor, "mode": self.mode, "best": self.best}
+
+    def checked_best(self, state: dict) -> float:
+        """The ``best`` of a saved :meth:`get_state`, which must watch the same log
+        in the same mode; ValueError otherwise."""
+        saved = (state.get("monitor"), state.get("mode"))
+        if saved != (self.monitor, self.mode):
+            raise ValueError(
+                f"state watches monitor={saved[0]!r} mode={saved[1]!r}, this callback "
+                f"monitor={self.monitor!r} mode={self.mode!r}"
+            )
+        best = state.get("best")
+        if isinstance(best, bool) or not isinstance(best, (int, float)):
+            raise TypeError(f"state 'best' must be a number, got {best!r}")
+        return float(best)
 
     def check(self, logs) -> None:
         """At the start of training: a ``val_`` monitor needs validation data."""
@@ -192,6 +237,8 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs=None):
         self._monitor.check(logs)
+        if self._resuming():
+            return
         self._monitor.reset()
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self._best_snapshot = None
@@ -199,6 +246,27 @@ class EarlyStopping(Callback):
     @property
     def best(self) -> float:
         return self._monitor.best
+
+    def get_state(self) -> dict:
+        """Counters, the best value and, with ``restore_best_weights``, the best
+        epoch's flat parameters and layer state (arrays)."""
+        snapshot = getattr(self, "_best_snapshot", None)
+        if snapshot is not None:
+            params = self.model.backend.to_numpy(snapshot["params"]).copy()
+            snapshot = {"params": params, "state": snapshot["state"]}
+        counters = ("wait", "stopped_epoch", "best_epoch")
+        state = {name: getattr(self, name, 0) for name in counters}
+        return {**state, **self._monitor.get_state(), "best_snapshot": snapshot}
+
+    def set_state(self, state) -> None:
+        keys = ("wait", "stopped_epoch", "best_epoch", "monitor", "mode", "best")
+        state = _entries(self, state, (*keys, "best_snapshot"))
+        best = self._monitor.checked_best(state)
+        counters = [check_int(name, state[name], 0) for name in keys[:3]]
+        snapshot = _checked_snapshot(self.model, state["best_snapshot"])
+        self.wait, self.stopped_epoch, self.best_epoch = counters
+        self._monitor.best, self._best_snapshot = best, snapshot
+        self._restored = True
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
@@ -260,8 +328,23 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs=None):
         self._monitor.check(logs)
+        if self._resuming():
+            return
         self._monitor.reset()
         self.wait = self.cooldown_counter = 0
+
+    def get_state(self) -> dict:
+        """The counters and the best value (the lr itself is the optimizer's)."""
+        counters = {n: getattr(self, n, 0) for n in ("wait", "cooldown_counter")}
+        return {**counters, **self._monitor.get_state()}
+
+    def set_state(self, state) -> None:
+        keys = ("wait", "cooldown_counter", "monitor", "mode", "best")
+        state = _entries(self, state, keys)
+        best = self._monitor.checked_best(state)
+        wait, cooldown = (check_int(n, state[n], 0) for n in keys[:2])
+        self.wait, self.cooldown_counter, self._monitor.best = wait, cooldown, best
+        self._restored = True
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._monitor.value(logs)
@@ -290,10 +373,32 @@ class ReduceLROnPlateau(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops training at the first batch whose loss is NaN or infinite. It reads each
+    """Stops training at the first batch whose loss or gradients are NaN or infinite.
+
+    ``fit`` checks each step before its update (the model's ``check_finite``, see
+    :mod:`gpunn.faults`): a non-finite step raises NonFiniteError, but with this
+    callback the step's update is skipped instead (parameters, optimizer state and
+    step count stay as before it), the error's message is printed, and training
+    ends after that batch's callbacks (its logs hold its loss). With
+    ``check_finite`` off it stops, as Keras' ``TerminateOnNaN``, after the first batch
+    whose ``logs["loss"]`` is not finite, that batch's update applied. It reads each
     batch's loss, so on a GPU it waits for the device once per batch."""
 
+    _skipped = False  # on_non_finite_step stopped training at this batch
+
+    def on_train_begin(self, logs=None):
+        self._skipped = False
+
+    def on_non_finite_step(self, batch: int, error) -> None:
+        """Called by fit's step check (batch 0-based) instead of raising ``error``:
+        the step is skipped and training stops."""
+        print(f"Batch {batch}: {error}; terminating training")
+        self.model.stop_training, self._skipped = True, True
+
     def on_train_batch_end(self, batch, logs=None):
+        if self._skipped:  # on_non_finite_step has stopped training and said why
+            self._skipped = False
+            return
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             print(f"Batch {batch}: invalid loss {loss}, terminating training")
@@ -327,10 +432,29 @@ class LearningRateScheduler(Callback):
 class _FileLogger(Callback):
     def __init__(self, filename, append: bool = False):
         self.filename, self.append = filename, bool(append)
-        self._file = None
+        self._file = self._size = None
 
     def on_train_begin(self, logs=None):
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        mode = "a" if self.append else "w"
+        if self._resuming() and self._size is not None:
+            with open(self.filename, "a") as file:  # rows after the checkpoint go
+                file.truncate(min(self._size, os.fstat(file.fileno()).st_size))
+            mode = "a"
+        self._file = open(self.filename, mode, newline="")  # noqa: SIM115
+
+    def get_state(self) -> dict:
+        """``{"size"}``: the file's length in bytes (None outside training). A
+        resumed run cuts the file back to it, dropping the rows written after the
+        checkpoint, and appends."""
+        if self._file is None:
+            return {"size": None}
+        self._file.flush()
+        return {"size": os.fstat(self._file.fileno()).st_size}
+
+    def set_state(self, state) -> None:
+        size = _entries(self, state, ("size",))["size"]
+        self._size = None if size is None else check_int("size", size, 0)
+        self._restored = True
 
     def on_train_end(self, logs=None):
         if self._file is not None:
@@ -353,14 +477,29 @@ class CSVLogger(_FileLogger):
         self._writer = self._keys = None
 
     def on_train_begin(self, logs=None):
-        header = not (self.append and _has_content(self.filename))
+        keys = self._keys if self._restored else None  # a resumed run keeps columns
         super().on_train_begin(logs)
-        self._writer, self._keys, self._header = None, None, header
+        self._writer, self._keys = None, keys
+        self._header = os.fstat(self._file.fileno()).st_size == 0
+
+    def get_state(self) -> dict:
+        """``{"size", "keys"}``: the file's length (see ``JSONLinesLogger``) and
+        the columns, which a resumed run keeps."""
+        keys = None if self._keys is None else list(self._keys)
+        return {**super().get_state(), "keys": keys}
+
+    def set_state(self, state) -> None:
+        columns = _entries(self, state, ("size", "keys"))["keys"]
+        names = isinstance(columns, list) and all(isinstance(k, str) for k in columns)
+        if columns is not None and not names:
+            raise ValueError(f"CSVLogger state 'keys' must be names, got {columns!r}")
+        super().set_state({"size": state["size"]})
+        self._keys = None if columns is None else list(columns)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self._writer is None:
-            self._keys = sorted(logs)
+            self._keys = sorted(logs) if self._keys is None else self._keys
             fields = ["epoch", *self._keys]
             self._writer = csv.DictWriter(
                 self._file, fields, delimiter=self.separator, extrasaction="ignore"
@@ -375,7 +514,8 @@ class CSVLogger(_FileLogger):
 
 class JSONLinesLogger(_FileLogger):
     """Writes one JSON object per epoch, ``{"epoch": 0, "loss": ..., ...}``, per line
-    to ``filename`` (JSON Lines); ``append`` adds to an existing file."""
+    to ``filename`` (JSON Lines); ``append`` adds to an existing file. Resumed from a
+    checkpoint, it cuts the file back to its length then and appends."""
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch, **(logs or {})}
@@ -383,9 +523,47 @@ class JSONLinesLogger(_FileLogger):
         self._file.flush()
 
 
-def _has_content(filename) -> bool:
-    try:
-        with open(filename, "rb") as file:
-            return bool(file.read(1))
-    except FileNotFoundError:
-        return False
+def _entries(callback, state, keys) -> dict:
+    """``state`` if it is a dict with exactly ``keys``; ValueError naming them."""
+    if not isinstance(state, dict) or set(state) != set(keys):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{type(callback).__name__} state must have the entries {sorted(keys)}, "
+            f"got {got}"
+        )
+    return state
+
+
+def _copy_lists(history) -> dict:
+    if not isinstance(history, dict) or not all(
+        isinstance(v, list) for v in history.values()
+    ):
+        raise ValueError(f"History state 'history' must map names to lists: {history}")
+    return {str(key): list(values) for key, values in history.items()}
+
+
+def _checked_snapshot(model, snapshot):
+    """A saved ``{"params": flat host array, "state": layer state}`` as
+    ``model._snapshot()`` makes it (params on the device), or None."""
+    if snapshot is None:
+        return None
+    arena = model.arena if model is not None else None
+    params = snapshot.get("params") if isinstance(snapshot, dict) else None
+    expected = None if arena is None else (arena.params.shape, arena.params.dtype)
+    got = getattr(params, "shape", None), getattr(params, "dtype", None)
+    if expected is None or got != expected or not isinstance(snapshot["state"], dict):
+        raise ValueError(
+            f"best_snapshot must hold the model's flat parameters {expected} and "
+            f"its layer state, got {got}"
+        )
+    return {"params": model.backend.asarray(params), "state": snapshot["state"]}
+
+
+def __getattr__(name: str):
+    """``ModelCheckpoint`` lives in :mod:`gpunn.checkpointing`, beside the loop
+    state it saves; it is importable from here as in Keras."""
+    if name == "ModelCheckpoint":
+        from gpunn.checkpointing import ModelCheckpoint
+
+        return ModelCheckpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,13 @@ class NonFiniteError(GpunnError, FloatingPointError):
     """A loss or gradient became NaN or infinite during training."""
 
 
+class DeviceMemoryError(GpunnError, MemoryError):
+    """The device ran out of memory inside a training step, ``evaluate`` or
+    ``predict``. The message keeps the backend's numbers and names the layer, the
+    phase and the batch size, with a hint (a smaller ``batch_size``). The original
+    error is its ``__cause__``."""
+
+
 class BackendUnavailableError(GpunnError, RuntimeError):
     """The requested backend cannot run on this machine (e.g. ``backend="gpu"`` with no
     CuPy or no usable GPU). The message says how to fix it."""
@@ -34,3 +41,17 @@ class NotBuiltError(GpunnError, RuntimeError):
 
 class CheckpointError(GpunnError, ValueError):
     """A saved model or checkpoint is missing, corrupt, unsafe or does not match."""
+
+
+class CorruptFileError(CheckpointError):
+    """A saved file does not match its own structure or checksum: truncated, extended
+    (trailing bytes), bit-flipped (SHA-256 mismatch) or with an unreadable header. The
+    message names the path and what is wrong."""
+
+
+class UnsafeFileError(CheckpointError):
+    """A file breaks a rule of the safe loader before anything large is allocated: not
+    a safetensors file (e.g. a pickle or ``torch.save`` zip), a header or tensor count
+    over the limits, a dtype outside the allow-list, overlapping or out-of-range
+    offsets, a shape whose size overflows, duplicate JSON keys or non-finite JSON
+    numbers. The message names the path and what is wrong."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn import inputs, losses, optim, training
+from gpunn import faults, inputs, losses, optim, training
 from gpunn import metrics as metrics_lib
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
@@ -36,12 +36,21 @@ class Sequential:
             randomness (initial weights, shuffling). None draws one from the OS and
             records it in ``model.seed``.
 
+    Attributes:
+        check_finite: check each training step's loss and gradients before its
+            update (one device reduction and one host read per step) and raise
+            :class:`~gpunn.errors.NonFiniteError`, nothing updated, when one is NaN
+            or infinite (see :mod:`gpunn.faults`). Set it to False to apply such
+            updates anyway. Default: True.
+
     Example::
 
         model = gpunn.Sequential([Dense(256, activation="relu"), Dense(10)], seed=0)
         model.compile("softmax_cross_entropy", gpunn.optim.Adam(1e-3))
         history = model.fit(X, y, epochs=10, batch_size=64)
     """
+
+    check_finite = True  # see Attributes; an instance attribute overrides it
 
     def __init__(
         self,
@@ -242,31 +251,52 @@ class Sequential:
 
     def _loss(self, x, y, sample_weight=None, training: bool = False):
         """``(loss, loss inputs)`` on a device batch, penalties included."""
-        outputs = self._loss_inputs(x, training)
-        loss, _ = self.loss(self.backend, outputs, y, sample_weight)
-        penalty = self._penalty()
+        try:
+            outputs = self._loss_inputs(x, training)
+            loss, _ = self.loss(self.backend, outputs, y, sample_weight)
+            penalty = self._penalty()
+        except self.backend.out_of_memory_errors as exc:
+            raise faults.out_of_memory(self, exc, len(x), "evaluation") from exc
         return (loss if penalty is None else loss + penalty), outputs
 
     def _gradients(self, x, y, sample_weight=None):
         """Forward and backward on a device batch, writing every gradient into the
-        arena; returns (loss with penalties, loss inputs)."""
-        outputs = self._loss_inputs(x, training=True)
-        loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
-        penalty = self._penalty()
-        self._backward_from_loss(doutputs)
+        arena; returns (loss with penalties, loss inputs). A device out-of-memory
+        error becomes :class:`~gpunn.faults.DeviceMemoryError`."""
+        try:
+            outputs = self._loss_inputs(x, training=True)
+            loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
+            penalty = self._penalty()
+            self._backward_from_loss(doutputs)
+        except self.backend.out_of_memory_errors as exc:
+            raise faults.out_of_memory(self, exc, len(x), "training") from exc
         return (loss if penalty is None else loss + penalty), outputs
 
-    def _train_batch(self, x, y, sample_weight=None):
-        """One update on a device batch; returns (loss before the update, outputs)."""
+    def _train_batch(self, x, y, sample_weight=None, check=None):
+        """One update on a device batch; returns (loss before the update, outputs).
+        ``check``: a :class:`~gpunn.faults.StepCheck` run before the update (fit and
+        train_step pass one; lr_find none, its loss diverges on purpose)."""
         loss, outputs = self._gradients(x, y, sample_weight)
-        self.optimizer.step()
+        self._apply_step(loss, check, len(x))
         return loss, outputs
+
+    def _apply_step(self, loss, check=None, batch_size: int = 0, batches: int = 1):
+        """The optimizer update, once ``check(loss, batches)`` (if given) passed:
+        it raises NonFiniteError or returns False (the update skipped)."""
+        if check is not None and not check(loss, batches):
+            return
+        try:
+            self.optimizer.step()
+        except self.backend.out_of_memory_errors as exc:
+            raise faults.out_of_memory(self, exc, batch_size, "training") from exc
 
     def train_step(self, x, y, sample_weight=None) -> float:
         """One optimizer update on one batch; returns that batch's loss (with any
-        regularization penalties) before the update."""
+        regularization penalties) before the update. A NaN or infinite loss or
+        gradient raises :class:`~gpunn.errors.NonFiniteError` before the update
+        (unless ``check_finite`` is off)."""
         x, y, w = self._dataset(x, y, sample_weight, ("x", "y", "sample_weight"))
-        loss, _ = self._train_batch(x, y, w)
+        loss, _ = self._train_batch(x, y, w, faults.StepCheck(self))
         return float(loss)
 
     def fit(
@@ -282,6 +312,7 @@ class Sequential:
         callbacks=None,
         sample_weight=None,
         accumulate_steps: int = 1,
+        resume_from=None,
     ) -> training.History:
         """Trains for ``epochs`` passes over ``(X, y)``.
 
@@ -294,13 +325,27 @@ class Sequential:
                 evaluated after each epoch (``val_`` logs).
             validation_split: or hold out this last fraction of ``(X, y)``.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch. Default: 1.
-            callbacks: :mod:`gpunn.callbacks` instances. Default: None.
+            callbacks: :mod:`gpunn.callbacks` instances. Default: None. A step whose
+                loss or gradients are NaN or infinite raises NonFiniteError before
+                its update (``check_finite``); with ``TerminateOnNaN`` among the
+                callbacks it is skipped and training stops instead.
             sample_weight: ``(n,)`` non-negative weights of each sample's loss.
             accumulate_steps: average the gradients of this many batches before
                 each optimizer step (an effective batch of ``accumulate_steps *
                 batch_size`` that never sits in memory at once). Default: 1.
+            resume_from: a checkpoint file from
+                :class:`~gpunn.checkpointing.ModelCheckpoint`: parameters, layer
+                state, optimizer state and step, lr schedule, generators, callbacks'
+                state and the epoch and batch reached are restored, and training
+                goes on from there (bitwise as if uninterrupted, on the CPU) up to
+                ``epochs`` in total. Pass the same data, batch_size, shuffle and
+                accumulate_steps (checked for a mid-epoch checkpoint) and the same
+                callbacks (matched by class, in order) to resume theirs. A
+                checkpoint that does not fit the model, optimizer or dtype raises
+                CheckpointError with the model untouched. Default: None.
 
-        Returns: the :class:`~gpunn.callbacks.History`.
+        Returns: the :class:`~gpunn.callbacks.History` (with the checkpoint's earlier
+        epochs when resuming).
         """
         return training.fit(
             self,
@@ -315,6 +360,7 @@ class Sequential:
             callbacks=callbacks,
             sample_weight=sample_weight,
             accumulate_steps=accumulate_steps,
+            resume_from=resume_from,
         )
 
     def lr_find(
@@ -374,10 +420,15 @@ class Sequential:
         """Returns the raw network outputs for ``X`` as a NumPy array ``(n, outputs)``."""
         training.check_batch_size(batch_size)
         X = self._inputs(X)
-        chunks = [
-            self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)
-        ]
-        return self.backend.to_numpy(self.backend.xp.concatenate(chunks))
+        try:
+            chunks = [
+                self.forward(X[i : i + batch_size])
+                for i in range(0, len(X), batch_size)
+            ]
+            return self.backend.to_numpy(self.backend.xp.concatenate(chunks))
+        except self.backend.out_of_memory_errors as exc:
+            size = min(batch_size, len(X))
+            raise faults.out_of_memory(self, exc, size, "prediction") from exc
 
     # ----------------------------------------------------------------- weights
     def _require_built(self) -> ParameterArena:
@@ -470,6 +521,17 @@ class Sequential:
 
     def count_params(self) -> int:
         return self._require_built().num_params
+
+    def save(self, path, include_optimizer: bool = True) -> None:
+        """Saves the built model to one safetensors file, atomically: architecture,
+        dtype, input width, seed, weights (``"dense_0.kernel"`` shaped ``(n_in,
+        units)``, as :meth:`get_weights`), layer state (``"batchnorm_1.running_mean"``,
+        as :meth:`get_state`) and, when compiled and ``include_optimizer``, the loss,
+        optimizer and metric configs. ``gpunn.load(path)`` rebuilds it bitwise. See
+        :func:`gpunn.persistence.save`."""
+        from gpunn.persistence import model_io  # local: persistence builds Sequentials
+
+        model_io.save(self, path, include_optimizer)
 
     def summary(self, print_fn=print) -> str:
         """Prints (and returns) a table of layers, output widths, parameter counts and

@@ -3,14 +3,17 @@
 The dataset is moved to the backend once; each epoch draws one permutation from the
 model's generator, copies it to the device once, and gathers each batch there. Batch
 losses and metric sums stay on the device and are read once per epoch (and when a
-progress bar redraws), so a GPU step never waits for the host.
+progress bar redraws). The one value read each step is the finite check's flag
+(:mod:`gpunn.faults`); with ``model.check_finite = False`` a GPU step never waits.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gpunn import faults
 from gpunn.callbacks import CallbackList, History
+from gpunn.checkpointing import FitLoop
 from gpunn.checks import check_int, check_real
 from gpunn.progress import Progress
 
@@ -111,6 +114,7 @@ def fit(
     callbacks=None,
     sample_weight=None,
     accumulate_steps=1,
+    resume_from=None,
 ) -> History:
     """Trains ``model`` for ``epochs`` passes; see :meth:`gpunn.Sequential.fit`.
 
@@ -122,6 +126,10 @@ def fit(
     samples) before one optimizer step; a last, shorter group steps too. (A loss
     that normalizes each batch by something other than its size, cross-entropy with
     ``class_weight``, gives the size-weighted mean of the batch gradients instead.)
+    Each optimizer step (each group's, when accumulating) is checked for a NaN or
+    infinite loss or gradient before its update (:mod:`gpunn.faults`).
+    With ``resume_from`` the checkpoint's state is restored first and training goes
+    on from its epoch and batch up to ``epochs`` in total (:mod:`gpunn.checkpointing`).
     """
     epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
     accumulate_steps = check_int("accumulate_steps", accumulate_steps, 1)
@@ -138,17 +146,24 @@ def fit(
     progress, history = Progress(verbose, epochs, steps), History()
     hooks = CallbackList([history, *(callbacks or ())], model)
     model.stop_training = False
+    loop = FitLoop(
+        model, hooks.callbacks, len(data[0]), batch_size, shuffle, accumulate_steps
+    )
+    if resume_from is not None:
+        loop.resume(resume_from)
     names = ["loss", *(metric.name for metric in model.metrics)]
     names += ["val_" + name for name in names] if val is not None else []
     hooks.on_train_begin({"log_names": names})
-    for epoch in range(epochs):
-        hooks.on_epoch_begin(epoch)
+    for epoch in loop.epochs(epochs):
+        if loop.batch == 0:  # else a resumed epoch, begun before the checkpoint
+            hooks.on_epoch_begin(epoch)
         progress.start_epoch(epoch + 1)
         logs = _train_epoch(
             model, data, batch_size, shuffle, accumulate_steps, progress, hooks
         )
         if val is not None:
             logs.update(evaluate(model, *val, max(batch_size, 1024), "val_"))
+        loop.end_epoch(epoch)
         hooks.on_epoch_end(epoch, logs)
         progress.end_epoch(logs)
         if model.stop_training:
@@ -159,14 +174,19 @@ def fit(
 
 class _Accumulator:
     """Sums ``batch size * gradient`` over a group of batches, then steps once on the
-    sum divided by the group's samples: the gradient of one large batch."""
+    sum divided by the group's samples: the gradient of one large batch. ``check``
+    (a :class:`~gpunn.faults.StepCheck`) sees the group's summed loss and averaged
+    gradient before its step."""
 
-    def __init__(self, model, steps: int):
-        self.model, self.steps = model, steps
+    def __init__(self, model, steps: int, check=None):
+        self.model, self.steps, self.check = model, steps, check
         self.buffer = model.arena.zeros_like_params()
         self.batches = self.samples = 0
+        self.loss = None  # the group's summed batch losses (device), for the check
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, loss=None) -> None:
+        if loss is not None:
+            self.loss = loss if self.loss is None else self.loss + loss
         xp, grads = self.model.backend.xp, self.model.arena.grads
         if self.batches == 0:
             xp.multiply(grads, n, out=self.buffer)
@@ -181,18 +201,22 @@ class _Accumulator:
             return
         xp = self.model.backend.xp
         xp.divide(self.buffer, self.samples, out=self.model.arena.grads)
-        self.model.optimizer.step()
+        self.model._apply_step(self.loss, self.check, self.samples, self.batches)
         self.batches = self.samples = 0
+        self.loss = None
 
 
 def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, hooks):
     backend, n = model.backend, len(data[0])
-    order = backend.asarray(model.rng.permutation(n)) if shuffle else None
+    check = faults.StepCheck(model, hooks.callbacks, model._loop.epoch)
     accumulator = (
-        _Accumulator(model, accumulate_steps) if accumulate_steps > 1 else None
+        _Accumulator(model, accumulate_steps, check) if accumulate_steps > 1 else None
     )
     totals = _Totals(model)
-    for step, start in enumerate(range(0, n, batch_size), 1):
+    # the loop draws the permutation (shuffle); a resumed epoch starts mid-way
+    first, order = model._loop.start_epoch(totals, accumulator)
+    order = None if order is None else backend.asarray(order)
+    for step, start in enumerate(range(first * batch_size, n, batch_size), first + 1):
         stop = min(start + batch_size, n)
         if order is None:
             xb, yb, wb = (None if a is None else a[start:stop] for a in data)
@@ -202,12 +226,14 @@ def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, h
                 None if a is None else backend.take_rows(a, index) for a in data
             )
         hooks.on_train_batch_begin(step - 1, {"size": stop - start})
+        check.batch = step
         if accumulator is None:
-            loss, outputs = model._train_batch(xb, yb, wb)
+            loss, outputs = model._train_batch(xb, yb, wb, check)
         else:
             loss, outputs = model._gradients(xb, yb, wb)
-            accumulator.add(stop - start)
+            accumulator.add(stop - start, loss)
         totals.add(loss, outputs, yb)
+        model._loop.batch = step
         hooks.on_train_batch_end(step - 1, {"size": stop - start, "loss": loss})
         progress.batch(step, totals.logs)
         if model.stop_training:

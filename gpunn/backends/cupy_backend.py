@@ -18,6 +18,9 @@ class CupyBackend(NumpyBackend):
 
     name = "gpu"
     xp = cupy
+    # a failed allocation from CuPy's memory pool; its message has the bytes asked
+    # for, allocated so far and the pool limit (gpunn.faults.DeviceMemoryError keeps it)
+    out_of_memory_errors = (cupy.cuda.memory.OutOfMemoryError,)
 
     def asarray(self, x, dtype=None):
         """Moves ``x`` to the device; NumPy arrays are copied host-to-device once."""

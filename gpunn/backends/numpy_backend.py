@@ -35,6 +35,10 @@ class NumpyBackend(LayerOps, LossOps, MetricOps, OptimOps):
 
     name = "cpu"
     xp = np
+    # The backend's "device out of memory" exceptions, which the model re-raises as
+    # gpunn.faults.DeviceMemoryError naming the layer and batch size. None on the CPU:
+    # NumPy's MemoryError is left as it is.
+    out_of_memory_errors: tuple = ()
 
     # ---------------------------------------------------------------- arrays
     def asarray(self, x, dtype=None):

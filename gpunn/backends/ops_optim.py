@@ -9,6 +9,8 @@ through ``self._foreach_block``. Every ``*_update_`` writes its arrays in place.
 
 from __future__ import annotations
 
+import numpy as np
+
 from gpunn.backends import updates
 
 
@@ -207,6 +209,20 @@ class OptimOps:
     def clip_by_value_(self, flat, value: float) -> None:
         """Clamps ``flat`` to ``[-value, value]`` in place (NaN stays NaN)."""
         self.xp.clip(flat, -value, value, out=flat)
+
+    # ---------------------------------------------------------------- faults
+    def step_is_finite(self, loss, grads):
+        """``isfinite(loss + 0 * sum(grads))``: whether a training step may update,
+        as a 0-d bool device array (no host sync: the caller reads it once).
+
+        One reduction over the flat gradient: a NaN or infinity in any gradient
+        makes the sum non-finite, and ``0 *`` it NaN. A sum overflowing the dtype
+        (gradients near its largest value) also counts as non-finite. A GPU kernel
+        may fuse it into the update later (:mod:`gpunn.faults`). Shape: loss ``()``
+        (or a Python float), grads ``(n,)``.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf is the answer
+            return self.xp.isfinite(loss + 0 * grads.sum())
 
     @staticmethod
     def _check_segments(param, segment_ids, starts, adapt) -> None:

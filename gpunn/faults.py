@@ -1,0 +1,133 @@
+"""Numerical faults and device out-of-memory errors inside a training step.
+
+**Non-finite steps.** ``fit`` and ``train_step`` check each optimizer step before its
+update: one reduction on the device (:meth:`NumpyBackend.step_is_finite`: the loss plus
+zero times the sum of the flat gradient, non-finite as soon as either holds a NaN or an
+infinity) and one read of its result on the host. A failed check raises
+:class:`~gpunn.errors.NonFiniteError` naming the epoch and batch (1-based, as the
+progress bar counts them), the optimizer step and whether the loss or only the
+gradients are not finite; the update is not applied, so the parameters, the optimizer
+state and its step counter are bitwise as before that step. With gradient
+accumulation the check runs once per accumulated group, before its step. A
+:class:`~gpunn.callbacks.TerminateOnNaN` among ``fit``'s callbacks turns the error into
+a graceful stop (the step skipped, the message printed). ``model.check_finite =
+False`` turns the check off (and its host read: a GPU step then never waits).
+``lr_find`` does not check: its range test drives the loss to diverge on purpose.
+
+**Device out of memory.** An allocation failure of the backend
+(``backend.out_of_memory_errors``: CuPy's ``OutOfMemoryError`` on the GPU, nothing on
+the CPU) inside a training step, ``evaluate`` or ``predict`` is raised again as
+:class:`DeviceMemoryError` (a ``MemoryError``), whose message keeps the backend's own
+(the bytes asked for, allocated and the pool limit) and adds the layer and phase that
+were running, the batch size and a hint. The optimizer update is the last thing in a
+step, so an out-of-memory in the forward or backward pass leaves the parameters and
+the optimizer state unchanged, and a smaller batch can train at once.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+
+from gpunn.errors import DeviceMemoryError, NonFiniteError
+
+__all__ = ["DeviceMemoryError", "StepCheck", "out_of_memory"]
+
+
+class StepCheck:
+    """Checks one training step's loss and gradients before its optimizer update.
+
+    Args:
+        model: the model being trained (reads ``model.check_finite``, its backend,
+            gradient arena and optimizer).
+        callbacks: ``fit``'s callbacks; any with an ``on_non_finite_step(batch,
+            error)`` hook (:class:`~gpunn.callbacks.TerminateOnNaN`) is called
+            instead of raising, and the step is skipped. Default: none.
+        epoch: the epoch in progress (0-based), or None outside ``fit``
+            (``train_step``).
+
+    Attributes:
+        batch: the batch in progress (1-based), set by the training loop.
+    """
+
+    def __init__(self, model, callbacks=(), epoch: int | None = None):
+        self.model, self.epoch, self.batch = model, epoch, None
+        self.handlers = [c for c in callbacks if hasattr(c, "on_non_finite_step")]
+
+    def __call__(self, loss, batches: int = 1) -> bool:
+        """True when the update may be applied: ``loss`` (a 0-d device array, or
+        None) and the arena's gradients are finite, or the check is off. Otherwise
+        raises NonFiniteError, or returns False after telling the handlers.
+        ``batches``: how many batches were accumulated into the gradients."""
+        model = self.model
+        if not model.check_finite:
+            return True
+        loss = 0.0 if loss is None else loss
+        if bool(model.backend.step_is_finite(loss, model.arena.grads)):
+            return True
+        error = NonFiniteError(self._message(loss, batches))
+        if not self.handlers:
+            raise error
+        for handler in self.handlers:
+            handler.on_non_finite_step(self.batch - 1, error)
+        return False
+
+    def _message(self, loss, batches: int) -> str:
+        value = float(self.model.backend.to_numpy(loss))
+        what = (
+            f"non-finite gradients (the loss, {value:.6g}, is finite)"
+            if math.isfinite(value)
+            else f"non-finite loss ({value})"
+        )
+        step = self.model.optimizer.steps + 1
+        if self.epoch is None:
+            where = f"in train_step, before optimizer step {step}"
+        else:
+            span = f"batch {self.batch}"
+            if batches > 1:
+                span = f"batches {self.batch - batches + 1}-{self.batch} (accumulated)"
+            where = f"at epoch {self.epoch + 1}, {span}, before optimizer step {step}"
+        return (
+            f"{what} {where}: the update was skipped, so parameters, optimizer state "
+            "and step count are as before it. Try a lower learning rate, gradient "
+            "clipping (clip_norm=...) or look for extreme input values; set "
+            "model.check_finite = False to apply such updates anyway"
+        )
+
+
+def out_of_memory(model, error, batch_size: int, action: str) -> DeviceMemoryError:
+    """The :class:`DeviceMemoryError` for a backend out-of-memory ``error`` raised
+    while ``model`` ran ``action`` (``"training"``, ``"evaluation"``,
+    ``"prediction"``) on a batch of ``batch_size`` samples. Clears the local
+    variables of the frames the error unwound, so the arrays they held can be freed
+    while the exception is kept."""
+    part, in_update = _failing_part(model, error.__traceback__)
+    traceback.clear_frames(error.__traceback__)
+    smaller = max(batch_size // 2, 1)
+    state = (
+        "the update had begun, so parameters and optimizer state may be partly updated"
+        if in_update
+        else "parameters and optimizer state are unchanged"
+    )
+    return DeviceMemoryError(
+        f"{model.backend.name.upper()} out of memory in {part} during {action} with "
+        f"a batch of {batch_size} samples: {error} Hint: use a smaller batch_size "
+        f"(e.g. {smaller}) or free other device memory; {state}."
+    )
+
+
+def _failing_part(model, tb) -> tuple[str, bool]:
+    """``(description, in the optimizer update)`` of the innermost part of
+    ``model`` (a layer, the loss, the optimizer) running in traceback ``tb``."""
+    layers = {id(layer) for layer in model.layers}
+    found, in_update = "the model", False
+    while tb is not None:
+        code, owner = tb.tb_frame.f_code, tb.tb_frame.f_locals.get("self")
+        if id(owner) in layers:
+            found = f"layer {owner.name} ({type(owner).__name__}.{code.co_name})"
+        elif owner is not None and owner is model.loss:
+            found = f"the loss ({type(owner).__name__})"
+        elif owner is not None and owner is model.optimizer:
+            found, in_update = f"the optimizer update ({type(owner).__name__})", True
+        tb = tb.tb_next
+    return found, in_update

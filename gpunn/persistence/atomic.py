@@ -1,0 +1,117 @@
+"""Atomic file writes: a crash, a full disk or a kill never leaves a partial file
+under the final name, and the previous file stays intact until the new one is
+committed.
+
+A write goes to ``<dir>/.<name>.<16 hex digits>.tmp`` in the destination's directory
+(so ``os.replace`` never crosses file systems), is flushed and fsynced, then renamed
+over ``<dir>/<name>`` with ``os.replace`` (atomic on POSIX and Windows), and the
+directory is fsynced so the rename itself survives a power loss. A writer killed
+before the rename leaves only its temp file, which readers never look at and
+:func:`clean_stale_temps` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+import time
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{16}\.tmp$")
+
+
+def temp_path(path: str) -> str:
+    """A fresh temp file name next to ``path``: ``<dir>/.<name>.<random>.tmp``."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+
+
+def atomic_write(path, parts) -> None:
+    """Writes the byte buffers ``parts`` in order to ``path`` atomically.
+
+    Args:
+        path: destination file (str or path-like); its directory must exist.
+        parts: an iterable of bytes-like objects (bytes, memoryview, contiguous
+            NumPy arrays viewed as bytes).
+
+    Raises: the original :class:`OSError` (disk full, permission denied, ...) when
+    any step fails; the temp file is then removed and an existing file at ``path``
+    is left byte-identical.
+    """
+    path = os.fspath(path)
+    temp = temp_path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(temp, flags, 0o666)  # the umask applies, as for open(path, "wb")
+    try:
+        _write_and_sync(fd, parts)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def _write_and_sync(fd: int, parts) -> None:
+    """Writes every part to ``fd``, fsyncs and closes it (closed on errors too)."""
+    try:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+    os.close(fd)
+
+
+def fsync_directory(directory: str) -> None:
+    """Fsyncs a directory so a rename in it is durable; a no-op where directories
+    cannot be opened (Windows) or the file system does not support it."""
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temps(directory, name: str | None = None, min_age: float = 0.0):
+    """Removes temp files left in ``directory`` by writers that were killed.
+
+    Only regular files named like this module's temp files (``.<name>.<16 hex
+    digits>.tmp``) are removed; nothing else is touched. A writer that is still
+    running in another process may own a fresh temp file: ``min_age`` spares files
+    modified less than that many seconds ago.
+
+    Args:
+        directory: the directory to clean (str or path-like).
+        name: only the temp files of this final file name (e.g.
+            ``"model.safetensors"``); None: all of them. Default: None.
+        min_age: seconds since the last modification below which a temp file is
+            kept. Default: 0.
+
+    Returns: the removed paths, sorted.
+    """
+    directory = os.fspath(directory)
+    now, removed = time.time(), []
+    for entry in os.listdir(directory):
+        match = _TEMP.match(entry)
+        if match is None or (name is not None and match["name"] != name):
+            continue
+        full = os.path.join(directory, entry)
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(full)
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= min_age:
+                os.unlink(full)
+                removed.append(full)
+    return sorted(removed)

@@ -1,0 +1,172 @@
+"""Bad input (QUALITY.md) not covered elsewhere: read-only arrays are accepted and
+never changed by any entry point; bad sample weights, validation data and prediction
+inputs raise the same class on every backend, naming the argument, with nothing
+changed. (X / y rows: test_model.py; hyperparameters: test_optim*.py, test_losses.py,
+test_activation_layers.py; sample-weight messages on the CPU: test_fit_toolkit.py.)"""
+
+import numpy as np
+import pytest
+
+import gpunn
+from gpunn import optim
+from gpunn.errors import InvalidInputError, LabelError
+from gpunn.layers import Dense
+
+N = 24
+
+
+def make(backend, dtype="float32", loss="softmax_cross_entropy"):
+    model = gpunn.Sequential(
+        [Dense(8, activation="tanh"), Dense(3)],
+        input_dim=5,
+        dtype=dtype,
+        backend=backend,
+        seed=0,
+    )
+    model.compile(loss, optim.Adam(1e-2))
+    return model
+
+
+def frozen(*arrays):
+    """Read-only copies of ``arrays`` and pristine copies to compare with."""
+    out = []
+    for a in arrays:
+        a = np.array(a)
+        a.setflags(write=False)
+        out.append(a)
+    return out, [a.copy() for a in out]
+
+
+def blobs(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(N) % 3
+    return (rng.standard_normal((N, 5)) + np.eye(3, 5)[y] * 2).astype(dtype), y
+
+
+def snapshot(model):
+    host = model.backend.to_numpy
+    state = [host(buf).copy() for buf in model.optimizer.state.values()]
+    return [host(model.arena.params).copy(), *state], model.optimizer.steps
+
+
+def assert_unchanged(model, before):
+    arrays, steps = snapshot(model)
+    assert steps == before[1]
+    for a, b in zip(arrays, before[0]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_read_only_inputs_are_accepted_and_never_changed(backend, dtype):
+    X, y = blobs(dtype)  # in the model's dtype: the CPU uses the array as it is
+    w = np.linspace(0.0, 2.0, N)
+    (X, Xf, y, onehot, w, w32), pristine = frozen(
+        X, np.asfortranarray(X), y, np.eye(3)[y], w, w.astype(np.float32)
+    )
+    model = make(backend, dtype)
+    model.fit(
+        X,
+        y,
+        epochs=2,
+        batch_size=5,
+        sample_weight=w,
+        accumulate_steps=2,
+        validation_data=(Xf, onehot, w32),
+        verbose=0,
+    )
+    model.fit(
+        Xf,
+        onehot,
+        batch_size=7,
+        validation_split=0.25,
+        sample_weight=w32,
+        shuffle=False,
+        verbose=0,
+    )
+    model.train_step(X[:6], y[:6], w[:6])
+    model.evaluate(Xf, onehot, batch_size=5, sample_weight=w)
+    model.lr_find(X, y, steps=5, batch_size=4, sample_weight=w)
+    row = np.broadcast_to(X[:1], (4, 5))  # read-only, zero strides
+    assert model.predict(row).shape == (4, 3) and model.predict(Xf).shape == (N, 3)
+    for a, b in zip((X, Xf, y, onehot, w, w32), pristine):
+        assert not a.flags.writeable
+        np.testing.assert_array_equal(a, b)
+
+
+BAD_WEIGHTS = [
+    (np.ones(5), InvalidInputError, r"sample_weight must have shape \(24,\)"),
+    (np.ones((N, 2)), InvalidInputError, r"got shape \(24, 2\)"),
+    (np.where(np.arange(N) == 3, -1.0, 1.0), InvalidInputError, r"-1\.0\)? at index 3"),
+    (np.where(np.arange(N) == 4, np.nan, 1.0), InvalidInputError, r"nan\)? at index 4"),
+    (np.where(np.arange(N) == 5, np.inf, 1.0), InvalidInputError, r"inf\)? at index 5"),
+    (np.array(["1"] * N), TypeError, "sample_weight must hold real numbers"),
+    (np.ones(N, complex), TypeError, "got dtype complex128"),
+]
+
+
+@pytest.mark.parametrize("w, error, message", BAD_WEIGHTS)
+def test_bad_sample_weights_raise_the_same_class_on_every_backend(
+    backend, w, error, message
+):
+    model = make(backend)
+    X, y = blobs()
+    before = snapshot(model)
+    calls = [
+        lambda: model.fit(X, y, sample_weight=w, verbose=0),
+        lambda: model.train_step(X, y, w),
+        lambda: model.evaluate(X, y, sample_weight=w),
+        lambda: model.lr_find(X, y, steps=3, sample_weight=w),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=message):
+            call()
+    assert_unchanged(model, before)
+
+
+def test_bad_validation_data_is_named_before_any_update(backend):
+    model = make(backend)
+    X, y = blobs()
+    before = snapshot(model)
+    bad = [
+        ((X[:, :3], y), InvalidInputError, r"validation_data\[0\] has 3 features"),
+        ((X, y + 1), LabelError, r"labels in \[0, 3\) .* got 3 at index 2"),
+        ((X, y, -np.ones(N)), InvalidInputError, r"validation_data\[2\] must be"),
+        ((X, y[:-1]), InvalidInputError, r"one entry per sample of X \(24\)"),
+        ((X,), ValueError, r"validation_data must be \(X_val, y_val\)"),
+    ]
+    for validation_data, error, message in bad:
+        with pytest.raises(error, match=message):
+            model.fit(X, y, validation_data=validation_data, verbose=0)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    "X, error, message",
+    [
+        (np.full((2, 5), np.nan), InvalidInputError, "Input X contains NaN."),
+        (np.full((2, 5), -np.inf), InvalidInputError, "Input X contains infinity"),
+        (np.ones((2, 4)), InvalidInputError, "X has 4 features per sample"),
+        (np.ones(5), InvalidInputError, r"X must be 2-D .* got shape \(5,\)"),
+        (np.ones((0, 5)), InvalidInputError, "at least 1 sample"),
+        (np.full((2, 5), "a"), TypeError, "X must hold real numbers"),
+    ],
+)
+def test_bad_prediction_input_raises_the_same_class_on_every_backend(
+    backend, X, error, message
+):
+    model = make(backend)
+    with pytest.raises(error, match=message):
+        model.predict(X)
+
+
+def test_bad_labels_in_lr_find_and_regression_targets(backend):
+    model = make(backend)
+    X, y = blobs()
+    before = snapshot(model)
+    with pytest.raises(LabelError, match="got 7 at index 0"):
+        model.lr_find(X, np.where(np.arange(N) == 0, 7, y), steps=3)
+    regression = make(backend, loss="mse")
+    targets = np.where(np.arange(N * 3).reshape(N, 3) == 4, np.nan, 0.0)
+    with pytest.raises(InvalidInputError, match="contains NaN"):
+        regression.fit(X, targets, verbose=0)
+    assert_unchanged(model, before)
+    assert regression.optimizer.steps == 0
