@@ -86,7 +86,15 @@ def targets(backend, y, loss, n_outputs: int, n_samples: int, dtype, name: str =
             f"{name} must have one entry per sample of X ({n_samples}), got {got} "
             f"(shape {y.shape})"
         )
-    return backend.asarray(loss.prepare_targets(y, n_outputs, dtype))
+    try:
+        prepared = loss.prepare_targets(y, n_outputs, dtype)
+    except (InvalidInputError, TypeError) as error:
+        message = str(error)
+        if name == "y" or not message.startswith("y "):
+            raise
+        # the losses name their targets ``y``; name the argument the caller passed
+        raise type(error)(f"{name} {message[2:]}") from None
+    return backend.asarray(prepared)
 
 
 def sample_weights(backend, w, n_samples: int, dtype, name: str = "sample_weight"):
@@ -107,6 +115,6 @@ def sample_weights(backend, w, n_samples: int, dtype, name: str = "sample_weight
     if not np.isfinite(w).all() or (w < 0).any():
         i = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
         raise InvalidInputError(
-            f"{name} must be finite and >= 0, got {w[i]!r} at index {i}"
+            f"{name} must be finite and >= 0, got {float(w[i])} at index {i}"
         )
     return backend.asarray(w, dtype=dtype)
