@@ -393,3 +393,32 @@ def test_mid_epoch_checkpoint_needs_the_same_metrics(saved):
 
 def test_model_checkpoint_is_a_callback_of_gpunn_callbacks():
     assert gpunn.callbacks.ModelCheckpoint is ModelCheckpoint
+
+
+def test_gpunn_load_reads_a_checkpoint_as_a_model(tmp_path):
+    model = build()
+    fit(model, callbacks=[ModelCheckpoint(tmp_path / "c.safetensors")])
+    loaded = gpunn.load(tmp_path / "c.safetensors")
+    X, _ = data(40)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.get_state().keys() == model.get_state().keys()
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert (
+        loaded.optimizer.steps == 0
+    )  # load gives a fresh optimizer; resume_from does not
+
+
+def test_a_checkpoint_load_cannot_rebuild_is_still_resumable(tmp_path):
+    model = build()
+    model.compile("softmax_cross_entropy", optim.SGD(lr=lambda step: 0.1))
+    fit(model, epochs=1, callbacks=[ModelCheckpoint(tmp_path / "c.safetensors")])
+    with pytest.raises(
+        CheckpointError, match=r"resume it with fit\(\.\.\., resume_from"
+    ):
+        gpunn.load(tmp_path / "c.safetensors")
+    again = build()
+    again.compile("softmax_cross_entropy", optim.SGD(lr=lambda step: 0.1))
+    fit(again, epochs=2, resume_from=tmp_path / "c.safetensors")
+    assert again.optimizer.steps == 2 * model.optimizer.steps

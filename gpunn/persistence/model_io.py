@@ -34,6 +34,7 @@ from gpunn.persistence.safetensors import read_file, write_file
 MODEL_KEY = "gpunn.model"
 FORMAT_KEY = "gpunn.format"
 _TRAINING_KEY = "gpunn.training_state"  # written by training checkpoints
+_TRAINING = ("optimizer.", "loop.", "callbacks.")  # their tensors beside the model's
 # what rebuilding from a (possibly tampered) configuration may raise
 CONFIG_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
 
@@ -67,9 +68,24 @@ def save(model, path, include_optimizer: bool = True) -> None:
     }
     state = model.get_state()
     tensors.update(state)
-    saved = {"config": config, "state": sorted(state)}
-    metadata = {MODEL_KEY: json.dumps(saved, allow_nan=False), FORMAT_KEY: "model"}
+    metadata = {MODEL_KEY: model_json(config, state), FORMAT_KEY: "model"}
     write_file(path, tensors, metadata)
+
+
+def model_json(config: dict, state: dict) -> str:
+    """The ``"gpunn.model"`` metadata: the configuration and the state tensor names."""
+    return json.dumps({"config": config, "state": sorted(state)}, allow_nan=False)
+
+
+def rebuildable_config(model) -> dict | None:
+    """``model_config(model)`` when :func:`load` can rebuild it, else None (training
+    checkpoints of such models are resumable but not loadable on their own)."""
+    try:
+        config = model_config(model, True)
+        _check_rebuildable(config)
+    except ValueError:
+        return None
+    return config
 
 
 def _check_rebuildable(config: dict) -> None:
@@ -108,6 +124,8 @@ def load(path, backend=None, *, compile: bool = True):
     path = os.fspath(path)
     tensors, metadata = read_file(path)
     saved = _saved_json(metadata, path)
+    if metadata.get(FORMAT_KEY) == "training":  # a ModelCheckpoint file
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(_TRAINING)}
     config = saved["config"]
     if isinstance(config, dict) and not compile:
         config = {**config, "compile": None}
@@ -153,7 +171,10 @@ def _saved_json(metadata: dict, path: str) -> dict:
     if MODEL_KEY not in metadata:
         hint = ""
         if _TRAINING_KEY in metadata:
-            hint = " (a training checkpoint: resume it with fit(..., resume_from=path))"
+            hint = (
+                " (a training checkpoint of a model load cannot rebuild: resume it "
+                "with fit(..., resume_from=path))"
+            )
         raise CheckpointError(
             f"{path}: not a gpunn model file: no {MODEL_KEY!r} metadata{hint}"
         )

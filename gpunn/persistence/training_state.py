@@ -31,7 +31,7 @@ import numpy as np
 from gpunn import schedules
 from gpunn.callbacks import Callback
 from gpunn.errors import CheckpointError
-from gpunn.persistence import safetensors
+from gpunn.persistence import model_io, safetensors
 
 STATE_KEY = "gpunn.training_state"
 FORMAT_KEY = "gpunn.format"  # "training" here, "model" in model.save files
@@ -69,6 +69,9 @@ def capture(model, callbacks=(), loop=None) -> tuple[dict, dict]:
         tensors.update(loop_tensors)
     tensors = {k: np.asarray(v, order="C") for k, v in tensors.items()}
     metadata = {STATE_KEY: json.dumps(state, allow_nan=True), FORMAT_KEY: "training"}
+    config = model_io.rebuildable_config(model)
+    if config is not None:  # gpunn.load(checkpoint) then gives the model
+        metadata[model_io.MODEL_KEY] = model_io.model_json(config, model.get_state())
     return tensors, metadata
 
 
