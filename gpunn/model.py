@@ -104,13 +104,15 @@ class Sequential:
             specs += [(layer.name, spec) for spec in layer.build(width, self.rng)]
             width = layer.n_out
         arena = ParameterArena(self.backend, self.dtype, specs)
+        trainable = {name for name, _ in specs}
+        below = False  # does a layer before this one have parameters?
         for layer in self.layers:
             layer.bind(
                 self.backend,
                 arena.views(layer.name, arena.params),
                 arena.views(layer.name, arena.grads),
             )
-            layer.needs_dx = layer is not self.layers[0]
+            layer.needs_dx, below = below, below or layer.name in trainable
         self.arena, self.input_dim, self.output_dim = arena, input_dim, width
         if self.optimizer is not None:
             self.optimizer.bind(arena)
@@ -193,7 +195,13 @@ class Sequential:
 
     def backward(self, doutputs) -> None:
         """Backpropagates ``doutputs``, writing every gradient into the arena."""
-        for layer in reversed(self.layers):
+        self._backward_through(self.layers, doutputs)
+
+    @staticmethod
+    def _backward_through(layers, doutputs) -> None:
+        for layer in reversed(layers):
+            if doutputs is None:
+                return  # no layer below has parameters: none needs a gradient
             doutputs = layer.backward(doutputs)
 
     def _fused_head(self):
@@ -237,8 +245,7 @@ class Sequential:
         *body, last = self.layers
         if last is not head:
             doutputs = last.backward(doutputs, activate=False)
-        for layer in reversed(body):
-            doutputs = layer.backward(doutputs)
+        self._backward_through(body, doutputs)
 
     def _penalty(self):
         """The layers' regularization losses summed (0-d device array), or None."""

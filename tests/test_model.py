@@ -341,3 +341,28 @@ def test_a_failed_update_does_not_count_as_a_step():
     with pytest.raises(ValueError, match="exp_avg must be a contiguous 1-D array"):
         model.train_step(X, y)
     assert model.optimizer.steps == 1
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        lambda: [gpunn.layers.Standardize()],
+        lambda: [gpunn.layers.Tanh(), gpunn.layers.ReLU()],
+        lambda: [gpunn.layers.Tanh(), gpunn.layers.Dropout(0.3)],
+        lambda: [gpunn.layers.GaussianNoise(0.1), gpunn.layers.ReLU()],
+    ],
+)
+def test_layers_below_the_first_parameters_get_no_gradient_pass(backend, front):
+    X, y = blobs()
+    layers = [*front(), Dense(5, activation="tanh"), Dense(3)]
+    model = gpunn.Sequential(layers, 6, "float64", backend, seed=0)
+    model.compile("softmax_cross_entropy", gpunn.optim.SGD(lr=0.1))
+    if isinstance(model.layers[0], gpunn.layers.Standardize):
+        model.adapt(X)
+    assert [layer.needs_dx for layer in model.layers][-3:] == [False, False, True]
+    noisy = any(getattr(layer, "generator", None) for layer in model.layers)
+    if not noisy:  # gradcheck trains in training mode: noise would change the loss
+        assert gpunn.gradcheck(model, X[:8], y[:8])  # every gradient still right
+    before = model.get_weights()
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert all((a != b).any() for a, b in zip(before, model.get_weights()))
