@@ -13,8 +13,16 @@ import numpy as np
 
 import gpunn
 from gpunn import backends, datasets, optim, schedules
-from gpunn.callbacks import EarlyStopping
-from gpunn.layers import Activation, BatchNorm, Dense, Dropout, activation_names
+from gpunn.callbacks import Callback, EarlyStopping
+from gpunn.checkpointing import ModelCheckpoint
+from gpunn.layers import (
+    Activation,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Standardize,
+    activation_names,
+)
 
 MAX_AUTO_CLASSES = 256
 SCHEDULES = ["constant", "cosine", "exponential", "polynomial", "step"]
@@ -116,6 +124,25 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="average the gradients of this many batches per update",
     )
+    train.add_argument(
+        "--save",
+        default=None,
+        metavar="PATH",
+        help="save the trained model (with its input standardization) to a "
+        ".safetensors file; load it with gpunn.load(PATH)",
+    )
+    train.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="write a training checkpoint at each epoch end (PATH may hold {epoch})",
+    )
+    train.add_argument(
+        "--resume",
+        default=None,
+        metavar="PATH",
+        help="continue from a checkpoint of the same command; --epochs is the total",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--test-size", type=float, default=0.2)
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -140,7 +167,7 @@ def _is_classification(y: np.ndarray, task: str) -> bool:
 
 
 def _layers(args, n_out: int) -> list:
-    found = []
+    found = [Standardize()]  # adapted to the training split: part of a saved model
     for width in args.hidden:
         if args.batch_norm:
             found += [Dense(width), BatchNorm(), Activation(args.activation)]
@@ -183,13 +210,21 @@ def _callbacks(args) -> tuple[list, float]:
     return [stop], 0.1 if split is None else split
 
 
+class _SampleCounter(Callback):
+    """Counts the samples this run trains on (a resumed run trains fewer)."""
+
+    samples = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.samples += int((logs or {}).get("size", 0))
+
+
 def train(args) -> int:
     (X, y), source = _load(args)
     classify = _is_classification(np.asarray(y), args.task)
     X_tr, X_te, y_tr, y_te = datasets.train_test_split(
         X, y, args.test_size, seed=args.seed, stratify=classify
     )
-    X_tr, X_te = datasets.standardize(X_tr, X_te)
     n_out = int(np.max(y) + 1) if classify else 1
     model = gpunn.Sequential(
         _layers(args, n_out),
@@ -198,7 +233,10 @@ def train(args) -> int:
         backend=args.device,
         seed=args.seed,
     )
+    model.adapt(X_tr)
     callbacks, split = _callbacks(args)
+    if args.checkpoint:
+        callbacks.append(ModelCheckpoint(args.checkpoint))
     n_fit = len(X_tr) - int(len(X_tr) * split)
     batches = math.ceil(n_fit / args.batch_size)
     per_epoch = math.ceil(batches / max(args.accumulate_steps, 1))
@@ -217,6 +255,8 @@ def train(args) -> int:
         f"{model.backend.name}, {args.optimizer} lr={args.lr} "
         f"schedule={args.schedule}"
     )
+    counter = _SampleCounter()
+    callbacks.append(counter)
     start = time.perf_counter()
     history = model.fit(
         X_tr,
@@ -227,14 +267,16 @@ def train(args) -> int:
         validation_split=split,
         callbacks=callbacks,
         accumulate_steps=args.accumulate_steps,
+        resume_from=args.resume,
     )
     model.backend.synchronize()
     seconds = time.perf_counter() - start
     epochs = len(history.epoch)
-    if callbacks and callbacks[0].stopped_epoch:
+    stop = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
+    if stop is not None and stop.stopped_epoch:
         print(
             f"early stopping after {epochs} epochs; restored the weights of epoch "
-            f"{callbacks[0].best_epoch + 1}"
+            f"{stop.best_epoch + 1}"
         )
     result = model.evaluate(X_te, y_te)
     metric = (
@@ -243,7 +285,11 @@ def train(args) -> int:
         else f"test mse: {result['loss']:.6g}"
     )
     print(f"{metric} (test loss {result['loss']:.4f})")
-    print(f"train time: {seconds:.2f}s, {epochs * n_fit / seconds:,.0f} samples/s")
+    rate = counter.samples / seconds
+    print(f"train time: {seconds:.2f}s, {rate:,.0f} samples/s")
+    if args.save:
+        model.save(args.save)
+        print(f"saved the model to {args.save}")
     return 0
 
 
