@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,17 @@ def test_errors_are_checkpoint_errors_and_value_errors(tmp_path):
     with pytest.raises(CheckpointError, match=str(path)) as info:
         read_file(path)
     assert isinstance(info.value, ValueError)
+
+
+def test_the_next_write_removes_old_temps_of_the_same_file(tmp_path):
+    path, _ = _old_file(tmp_path)
+    old = Path(atomic.temp_path(str(path)))
+    fresh = Path(atomic.temp_path(str(path)))  # may be a live writer's: kept
+    other = Path(atomic.temp_path(str(tmp_path / "other.safetensors")))
+    for temp in (old, fresh, other):
+        temp.write_bytes(b"partial")
+    long_ago = time.time() - atomic.STALE_AFTER - 1
+    os.utime(old, (long_ago, long_ago))
+    os.utime(other, (long_ago, long_ago))
+    write_file(path, {"w": np.ones(2)}, {})
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name, fresh.name, other.name])

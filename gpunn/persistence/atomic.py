@@ -6,8 +6,9 @@ A write goes to ``<dir>/.<name>.<16 hex digits>.tmp`` in the destination's direc
 (so ``os.replace`` never crosses file systems), is flushed and fsynced, then renamed
 over ``<dir>/<name>`` with ``os.replace`` (atomic on POSIX and Windows), and the
 directory is fsynced so the rename itself survives a power loss. A writer killed
-before the rename leaves only its temp file, which readers never look at and
-:func:`clean_stale_temps` removes.
+before the rename leaves only its temp file, which readers never look at; the next
+committed write of the same file removes it once it is :data:`STALE_AFTER` seconds
+old, and :func:`clean_stale_temps` removes such files on demand.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import stat
 import time
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{16}\.tmp$")
+# a temp file of the same final name untouched this long is a killed writer's: the
+# next committed write removes it (a live writer touches its temp file as it writes)
+STALE_AFTER = 600.0
 
 
 def temp_path(path: str) -> str:
@@ -52,7 +56,10 @@ def atomic_write(path, parts) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    fsync_directory(os.path.dirname(os.path.abspath(path)))
+    directory, name = os.path.split(os.path.abspath(path))
+    fsync_directory(directory)
+    with contextlib.suppress(OSError):  # housekeeping: never fails a committed write
+        clean_stale_temps(directory, name, min_age=STALE_AFTER)
 
 
 def _write_and_sync(fd: int, parts) -> None:
