@@ -16,6 +16,7 @@ import json
 import math
 import os
 
+from gpunn import distributed
 from gpunn.checks import check_int, check_real
 
 # Names whose larger values are better, for mode="auto" (as Keras infers it).
@@ -436,6 +437,9 @@ class _FileLogger(Callback):
 
     def on_train_begin(self, logs=None):
         mode = "a" if self.append else "w"
+        if not distributed.is_primary():  # rank 0 alone writes the file
+            self._file = open(os.devnull, "w", newline="")  # noqa: SIM115
+            return
         if self._resuming() and self._size is not None:
             with open(self.filename, "a") as file:  # rows after the checkpoint go
                 file.truncate(min(self._size, os.fstat(file.fileno()).st_size))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import string
 
+from gpunn import distributed
 from gpunn.callbacks import Callback, _Monitor
 from gpunn.checks import check_int
 from gpunn.errors import CheckpointError
@@ -166,6 +167,7 @@ class FitLoop:
             accumulator = self.accumulator
             accumulator.buffer[...] = backend.asarray(tensors["loop.accumulator"])
             accumulator.batches, accumulator.samples = saved["accumulated"]
+            accumulator.total = accumulator.samples  # one rank: all the samples
 
 
 class ModelCheckpoint(Callback):
@@ -236,6 +238,12 @@ class ModelCheckpoint(Callback):
     def on_train_begin(self, logs=None):
         if self.save_best_only:
             self._monitor.check(logs)
+        dp = distributed.active(self.model)
+        if dp is not None and self.save_freq != "epoch":
+            raise ValueError(
+                f"save_freq={self.save_freq} (mid-epoch checkpoints) is not supported "
+                f"with {dp.size} data-parallel ranks; use save_freq='epoch'"
+            )
         if self._resuming():
             return
         self._monitor.reset()
@@ -282,9 +290,12 @@ class ModelCheckpoint(Callback):
         except BaseException:
             self.saved = previous
             raise
-        if self.verbose:
+        if self.verbose and distributed.is_primary():
             print(f"ModelCheckpoint: saved {path}")
-        self._prune()
+        if distributed.is_primary():
+            self._prune()
+        else:  # the other ranks keep the same list of files, written by rank 0
+            self.saved = self.saved[-self.keep_last :] if self.keep_last else self.saved
 
     def _prune(self) -> None:
         """Deletes the oldest files beyond ``keep_last`` (the new one is committed)."""

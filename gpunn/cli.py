@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 import gpunn
-from gpunn import backends, datasets, optim, schedules
+from gpunn import backends, datasets, distributed, optim, schedules
 from gpunn.callbacks import Callback, EarlyStopping
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.layers import (
@@ -210,6 +210,10 @@ def _callbacks(args) -> tuple[list, float]:
     return [stop], 0.1 if split is None else split
 
 
+def _quiet(*args, **kwargs) -> None:
+    """``print`` on the ranks other than 0."""
+
+
 class _SampleCounter(Callback):
     """Counts the samples this run trains on (a resumed run trains fewer)."""
 
@@ -220,6 +224,7 @@ class _SampleCounter(Callback):
 
 
 def train(args) -> int:
+    say = print if distributed.is_primary() else _quiet  # rank 0 alone prints
     (X, y), source = _load(args)
     classify = _is_classification(np.asarray(y), args.task)
     X_tr, X_te, y_tr, y_te = datasets.train_test_split(
@@ -245,11 +250,11 @@ def train(args) -> int:
         _optimizer(args, args.epochs * per_epoch),
     )
     task = f"{n_out} classes" if classify else "regression"
-    print(
+    say(
         f"data: {source}, {len(X_tr)} train / {len(X_te)} test samples, "
         f"{X.shape[1]} features, {task}"
     )
-    print(
+    say(
         f"model: {X.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_out} "
         f"({model.count_params():,} params, {args.dtype}) on backend "
         f"{model.backend.name}, {args.optimizer} lr={args.lr} "
@@ -274,7 +279,7 @@ def train(args) -> int:
     epochs = len(history.epoch)
     stop = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
     if stop is not None and stop.stopped_epoch:
-        print(
+        say(
             f"early stopping after {epochs} epochs; restored the weights of epoch "
             f"{stop.best_epoch + 1}"
         )
@@ -284,12 +289,15 @@ def train(args) -> int:
         if classify
         else f"test mse: {result['loss']:.6g}"
     )
-    print(f"{metric} (test loss {result['loss']:.4f})")
-    rate = counter.samples / seconds
-    print(f"train time: {seconds:.2f}s, {rate:,.0f} samples/s")
-    if args.save:
+    say(f"{metric} (test loss {result['loss']:.4f})")
+    samples = np.array([float(counter.samples)])
+    if distributed.enabled():  # every rank counted its own shards
+        distributed.world().allreduce_host_(samples)
+    rate = samples[0] / seconds
+    say(f"train time: {seconds:.2f}s, {rate:,.0f} samples/s")
+    if args.save and distributed.is_primary():
         model.save(args.save)
-        print(f"saved the model to {args.save}")
+        say(f"saved the model to {args.save}")
     return 0
 
 
@@ -319,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("gpunn")
+    if distributed.launched_size() > 1 and distributed.rank() != 0:
+        handler = logging.NullHandler()  # rank 0 alone says which backend it picked
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

@@ -59,6 +59,10 @@ class Metric:
         self.loss = loss
         return self
 
+    def prepare(self, backend, targets) -> None:
+        """Called once per dataset with all its targets (on every rank alike) before
+        any :meth:`batch_stats`; a metric may fix constants there. Default: none."""
+
     def batch_stats(self, backend, outputs, targets):
         raise NotImplementedError
 
@@ -199,15 +203,22 @@ class R2(Metric):
     uniformly over outputs (scikit-learn's ``r2_score``; an output with constant
     targets scores 1 if predicted exactly, else 0).
 
-    The per-batch statistics are sums about a fixed center (the first batch's mean),
-    so ``SS_tot`` over the pass is exact up to rounding."""
+    The per-batch statistics are sums about a fixed center (the mean of the first
+    dataset's targets, the same on every rank and at every resume), so ``SS_tot``
+    over the pass is exact up to rounding."""
 
     name, tasks = "r2", ("regression",)
 
-    def batch_stats(self, backend, outputs, targets):
+    def prepare(self, backend, targets) -> None:
         center = getattr(self, "_center", None)
-        if center is None or center[0] is not backend:
-            self._center = center = (backend, targets.mean(axis=0, dtype=np.float64))
+        if (center is None or center[0] is not backend) and len(targets):
+            self._center = (backend, targets.mean(axis=0, dtype=np.float64))
+
+    def batch_stats(self, backend, outputs, targets):
+        self.prepare(backend, targets)  # without a prepared dataset: this batch's
+        center = getattr(self, "_center", None)
+        if center is None or center[0] is not backend:  # no rows yet: any center
+            center = (backend, backend.xp.zeros(targets.shape[1:], np.float64))
         prediction = self.loss.point_estimate(backend, outputs)
         return backend.r2_sums(prediction, targets, center[1])
 

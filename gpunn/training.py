@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn import faults
+from gpunn import distributed, faults
 from gpunn.callbacks import CallbackList, History
 from gpunn.checkpointing import FitLoop
 from gpunn.checks import check_int, check_real
@@ -24,26 +24,29 @@ def check_batch_size(batch_size) -> int:
     return check_int("batch_size", batch_size, 1)
 
 
-def check_batches(model, n: int, batch_size: int) -> None:
+def check_batches(model, n: int, batch_size: int, ranks: int = 1) -> None:
     """Raises ValueError, before any update, when a training batch of ``n`` samples
-    cut into ``batch_size`` pieces would be smaller than a layer accepts (BatchNorm
-    cannot train on one sample)."""
+    cut into ``batch_size`` pieces (each cut again into ``ranks`` shards) would be
+    smaller than a layer accepts (BatchNorm cannot train on one sample)."""
     layer = max(model.layers, key=lambda layer: layer.min_train_batch)
     need = layer.min_train_batch
     smallest = min(batch_size, n) if n % batch_size == 0 else n % batch_size
-    if smallest < need:
+    shard = max(smallest // ranks, 1)  # a rank given no rows skips the batch
+    if shard < need:
+        per = f" ({ranks} ranks: {shard} per rank)" if ranks > 1 else ""
         raise ValueError(
             f"batch_size={batch_size} with {n} training samples leaves a batch of "
-            f"{smallest} sample(s), but layer {layer.name} ({type(layer).__name__}) "
-            f"needs at least {need} per batch in training; choose another batch_size"
+            f"{smallest} sample(s){per}, but layer {layer.name} "
+            f"({type(layer).__name__}) needs at least {need} per batch in training; "
+            "choose another batch_size"
         )
 
 
 class _Totals:
     """Device-side batch losses and metric statistics of one pass, read on demand."""
 
-    def __init__(self, model):
-        self.model, self.losses, self.sizes = model, [], []
+    def __init__(self, model, dp=None):
+        self.model, self.dp, self.losses, self.sizes = model, dp, [], []
         self.stats = [[] for _ in model.metrics]
 
     def add(self, loss, outputs, targets) -> None:
@@ -53,16 +56,39 @@ class _Totals:
         for stats, metric in zip(self.stats, self.model.metrics):
             stats.append(metric.batch_stats(backend, outputs, targets))
 
-    def logs(self, prefix: str = "") -> dict:
-        backend = self.model.backend
-        stack = backend.xp.stack
-        losses = backend.to_numpy(stack(self.losses)).astype(np.float64)
-        logs = {prefix + "loss": float(losses @ self.sizes / sum(self.sizes))}
-        n_samples = sum(self.sizes)
-        for stats, metric in zip(self.stats, self.model.metrics):
-            totals = backend.to_numpy(stack(stats)).astype(np.float64).sum(axis=0)
-            logs[prefix + metric.name] = metric.result(totals, n_samples)
+    def logs(self, prefix: str = "", reduce: bool = True) -> dict:
+        """The pass's mean loss and metrics; on several ranks (``reduce``, which
+        every rank must call together) over all ranks' samples."""
+        sums = self._sums()
+        if reduce and self.dp is not None:
+            flat = self.dp.reduce_host_(np.concatenate([s.ravel() for s in sums]))
+            parts = np.split(flat, np.cumsum([s.size for s in sums])[:-1])
+            sums = [part.reshape(s.shape) for part, s in zip(parts, sums)]
+        loss_sum, n_samples = sums[0]
+        logs = {prefix + "loss": float(loss_sum / n_samples) if n_samples else np.nan}
+        for totals, metric in zip(sums[1:], self.model.metrics):
+            logs[prefix + metric.name] = metric.result(totals, int(n_samples))
         return logs
+
+    def local_logs(self) -> dict:
+        """This rank's running logs, for the progress bar (no collective)."""
+        return self.logs(reduce=False)
+
+    def _sums(self) -> list:
+        """``[(loss * size summed, samples), metric totals...]`` as float64 arrays."""
+        backend, stack = self.model.backend, self.model.backend.xp.stack
+        host = lambda arrays: backend.to_numpy(stack(arrays)).astype(np.float64)
+        sizes = np.asarray(self.sizes, np.float64)
+        loss = float(host(self.losses) @ sizes) if self.losses else 0.0
+        sums = [np.array([loss, sizes.sum()])]
+        return sums + [host(stats).sum(axis=0) for stats in self.stats]
+
+    def add_empty(self, targets) -> None:
+        """Records a shard with no rows (a rank of a tiny batch): zero statistics of
+        the right shapes, so the ranks' sums line up. ``targets``: 0 rows of them."""
+        backend, model = self.model.backend, self.model
+        outputs = backend.zeros((0, model.output_dim), model.dtype)
+        self.add(backend.zeros((), model.dtype), outputs, targets)
 
 
 def _split(model, data, validation_data, validation_split):
@@ -141,14 +167,20 @@ def fit(
         )
     data = model._dataset(X, y, sample_weight)
     data, val = _split(model, data, validation_data, validation_split)
-    check_batches(model, len(data[0]), batch_size)
+    dp = distributed.data_parallel(model)
+    check_batches(model, len(data[0]), batch_size, 1 if dp is None else dp.size)
+    _prepare_metrics(model, data[1])
     steps = -(-len(data[0]) // batch_size)
+    if dp is not None and not dp.primary:
+        verbose = 0  # rank 0 alone prints
     progress, history = Progress(verbose, epochs, steps), History()
     hooks = CallbackList([history, *(callbacks or ())], model)
     model.stop_training = False
     loop = FitLoop(
         model, hooks.callbacks, len(data[0]), batch_size, shuffle, accumulate_steps
     )
+    if dp is not None:
+        dp.start()  # rank 0's state everywhere, before a resume replaces it
     if resume_from is not None:
         loop.resume(resume_from)
     names = ["loss", *(metric.name for metric in model.metrics)]
@@ -161,6 +193,8 @@ def fit(
         logs = _train_epoch(
             model, data, batch_size, shuffle, accumulate_steps, progress, hooks
         )
+        if dp is not None:
+            dp.end_epoch(epoch)
         if val is not None:
             logs.update(evaluate(model, *val, max(batch_size, 1024), "val_"))
         loop.end_epoch(epoch)
@@ -176,48 +210,65 @@ class _Accumulator:
     """Sums ``batch size * gradient`` over a group of batches, then steps once on the
     sum divided by the group's samples: the gradient of one large batch. ``check``
     (a :class:`~gpunn.faults.StepCheck`) sees the group's summed loss and averaged
-    gradient before its step."""
+    gradient before its step. On several ranks (``dp``) each sums its shards and
+    one all-reduce per group (not per batch) gives the group's gradient."""
 
-    def __init__(self, model, steps: int, check=None):
-        self.model, self.steps, self.check = model, steps, check
+    def __init__(self, model, steps: int, check=None, dp=None):
+        self.model, self.steps, self.check, self.dp = model, steps, check, dp
         self.buffer = model.arena.zeros_like_params()
         self.batches = self.samples = 0
+        self.total = 0  # the group's samples over all ranks
         self.loss = None  # the group's summed batch losses (device), for the check
 
-    def add(self, n: int, loss=None) -> None:
-        if loss is not None:
+    def add(self, n: int, loss=None, n_global: int | None = None) -> None:
+        if loss is not None and n:
             self.loss = loss if self.loss is None else self.loss + loss
         xp, grads = self.model.backend.xp, self.model.arena.grads
         if self.batches == 0:
             xp.multiply(grads, n, out=self.buffer)
-        else:
+        elif n:
             self.buffer += grads * n
         self.batches, self.samples = self.batches + 1, self.samples + n
+        self.total += n if n_global is None else n_global
         if self.batches == self.steps:
             self.flush()
 
     def flush(self) -> None:
         if self.batches == 0:
             return
-        xp = self.model.backend.xp
-        xp.divide(self.buffer, self.samples, out=self.model.arena.grads)
-        self.model._apply_step(self.loss, self.check, self.samples, self.batches)
-        self.batches = self.samples = 0
+        xp, dp, loss = self.model.backend.xp, self.dp, self.loss
+        xp.divide(self.buffer, self.total, out=self.model.arena.grads)
+        if dp is not None:
+            dp.engine.allreduce_(self.model.arena.grads)
+            loss = dp.reduce_loss(loss, 1, 1)  # NaN on any rank reaches every rank
+        self.model._apply_step(loss, self.check, self.total, self.batches)
+        self.batches = self.samples = self.total = 0
         self.loss = None
+
+
+def _prepare_metrics(model, targets) -> None:
+    for metric in model.metrics:
+        metric.prepare(model.backend, targets)
 
 
 def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, hooks):
     backend, n = model.backend, len(data[0])
+    dp = distributed.active(model)
     check = faults.StepCheck(model, hooks.callbacks, model._loop.epoch)
     accumulator = (
-        _Accumulator(model, accumulate_steps, check) if accumulate_steps > 1 else None
+        _Accumulator(model, accumulate_steps, check, dp)
+        if accumulate_steps > 1
+        else None
     )
-    totals = _Totals(model)
+    totals = _Totals(model, dp)
     # the loop draws the permutation (shuffle); a resumed epoch starts mid-way
     first, order = model._loop.start_epoch(totals, accumulator)
     order = None if order is None else backend.asarray(order)
     for step, start in enumerate(range(first * batch_size, n, batch_size), first + 1):
         stop = min(start + batch_size, n)
+        if dp is not None:  # this rank's shard of the global batch
+            lo, hi = dp.shard(stop - start)
+            start, stop, size = start + lo, start + hi, stop - start
         if order is None:
             xb, yb, wb = (None if a is None else a[start:stop] for a in data)
         else:
@@ -227,15 +278,20 @@ def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, h
             )
         hooks.on_train_batch_begin(step - 1, {"size": stop - start})
         check.batch = step
-        if accumulator is None:
+        if dp is not None:
+            loss = _data_parallel_batch(
+                model, dp, (xb, yb, wb), size, check, accumulator, totals
+            )
+        elif accumulator is None:
             loss, outputs = model._train_batch(xb, yb, wb, check)
+            totals.add(loss, outputs, yb)
         else:
             loss, outputs = model._gradients(xb, yb, wb)
             accumulator.add(stop - start, loss)
-        totals.add(loss, outputs, yb)
+            totals.add(loss, outputs, yb)
         model._loop.batch = step
         hooks.on_train_batch_end(step - 1, {"size": stop - start, "loss": loss})
-        progress.batch(step, totals.logs)
+        progress.batch(step, totals.local_logs)
         if model.stop_training:
             return totals.logs()
     if accumulator is not None:
@@ -243,13 +299,41 @@ def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, h
     return totals.logs()
 
 
+def _data_parallel_batch(model, dp, batch, size, check, accumulator, totals):
+    """One rank's part of a global batch of ``size`` rows; returns the global batch's
+    loss (the same on every rank)."""
+    xb, yb, wb = batch
+    n = len(yb)
+    if n:
+        local, outputs = model._gradients(xb, yb, wb)
+        totals.add(local, outputs, yb)
+    else:  # a batch smaller than the world: this rank has no rows
+        local = None
+        totals.add_empty(yb)
+    if accumulator is not None:
+        if not n:
+            model.arena.grads[...] = 0
+        accumulator.add(n, local, size)
+        return dp.reduce_loss(local, n, size)
+    loss = dp.reduce_loss(local, n, size)
+    dp.reduce_gradients_(n, size)
+    model._apply_step(loss, check, size)
+    return loss
+
+
 def evaluate(model, X, y, w, batch_size, prefix="") -> dict:
     """Mean loss (regularization penalties included) and metrics over device data
-    ``(X, y, w)`` in eval mode."""
+    ``(X, y, w)`` in eval mode. On several ranks each evaluates its contiguous
+    share of the rows and the sums are reduced (every rank must call it)."""
     batch_size = check_batch_size(batch_size)
-    totals = _Totals(model)
-    for start in range(0, len(X), batch_size):
-        stop = start + batch_size
+    dp = distributed.data_parallel(model)
+    _prepare_metrics(model, y)
+    lo, hi = (0, len(X)) if dp is None else dp.shard(len(X))
+    totals = _Totals(model, dp)
+    if lo == hi:
+        totals.add_empty(y[:0])
+    for start in range(lo, hi, batch_size):
+        stop = min(start + batch_size, hi)
         wb = None if w is None else w[start:stop]
         loss, outputs = model._loss(X[start:stop], y[start:stop], wb, training=False)
         totals.add(loss, outputs, y[start:stop])

@@ -68,6 +68,7 @@ def get_backend(backend=None) -> NumpyBackend:
         )
     if name == "cpu":
         return _instance(NumpyBackend)
+    _use_this_ranks_gpu()
     gpu_cls, reason = gpu_status()
     if name == "gpu":
         if gpu_cls is None:
@@ -84,3 +85,21 @@ def get_backend(backend=None) -> NumpyBackend:
         "gpunn backend: gpu (CuPy on %s), because %s", gpu.device_name(), reason
     )
     return gpu
+
+
+def _use_this_ranks_gpu() -> None:
+    """In a data-parallel launch, makes GPU ``local rank % device count`` current
+    before CuPy touches one (one GPU per rank; with ``CUDA_VISIBLE_DEVICES`` set to
+    one device per rank there is nothing to choose)."""
+    from gpunn.distributed import ranks as dist_world
+
+    if not dist_world.enabled():
+        return
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001 - no CuPy or no driver: gpu_status says why
+        return
+    if count > 1:
+        cupy.cuda.Device(dist_world.local_rank() % count).use()

@@ -342,14 +342,31 @@ def _run_range(fn, xp, arrays, kwargs, lo, hi):
         fn(xp, *_slices(arrays, start, min(start + BLOCK, hi)), **kwargs)
 
 
+_MAX_THREADS: int | None = None  # set by limit_threads (data-parallel ranks)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(n: int) -> None:
+    """Caps the update threads at ``n`` (ranks sharing a node share its cores)."""
+    global _MAX_THREADS
+    _MAX_THREADS = max(int(n), 1)
+    _pool.cache_clear()
+
+
 @functools.cache
 def _pool() -> tuple[ThreadPoolExecutor, int]:
     """The update threads, created on first use (and anew in a forked child, which
     inherits the executor but not its threads)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
+    if _MAX_THREADS is not None:
+        cores = min(cores, _MAX_THREADS)
     return ThreadPoolExecutor(cores, thread_name_prefix="gpunn-update"), cores
 
 

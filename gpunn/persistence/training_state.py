@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from gpunn import schedules
+from gpunn import distributed, schedules
 from gpunn.callbacks import Callback
 from gpunn.errors import CheckpointError
 from gpunn.persistence import model_io, safetensors
@@ -64,6 +64,10 @@ def capture(model, callbacks=(), loop=None) -> tuple[dict, dict]:
         },
         "loop": None,
     }
+    dp = distributed.active(model)
+    state["world_size"] = 1 if dp is None else dp.size
+    if dp is not None:  # each rank's dropout/noise streams (a collective call)
+        state["rng"]["ranks"] = dp.world.allgather_json(state["rng"]["layers"])
     if loop is not None:
         state["loop"], loop_tensors = loop.get_state()
         tensors.update(loop_tensors)
@@ -148,9 +152,11 @@ def _join(value, tensors: dict):
 
 # ------------------------------------------------------------------ files
 def save(path, model, callbacks=(), loop=None) -> None:
-    """Writes :func:`capture` atomically to ``path`` (a safetensors file)."""
+    """Writes :func:`capture` atomically to ``path`` (a safetensors file). In a
+    data-parallel run every rank must call it; rank 0 writes."""
     tensors, metadata = capture(model, callbacks, loop)
-    safetensors.write_file(os.fspath(path), tensors, metadata)
+    if distributed.is_primary():
+        safetensors.write_file(os.fspath(path), tensors, metadata)
 
 
 def read(path) -> tuple[dict, dict]:
@@ -176,7 +182,7 @@ class Restore:
             if any(problems):
                 raise CheckpointError(self._describe(*problems))
             self.lr = _saved_lr(model.optimizer, self.state["optimizer"])
-            self.rngs = _checked_rngs(model, self.state["rng"])
+            self.rngs = _checked_rngs(model, _this_ranks_rngs(model, self.state, path))
             self.callbacks = _matched_callbacks(callbacks, self.state, tensors)
         except CheckpointError:
             raise
@@ -332,6 +338,20 @@ def _saved_lr(optimizer, saved: dict):
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"optimizer lr must be a number > 0, got {lr!r}")
     return float(lr)
+
+
+def _this_ranks_rngs(model, state: dict, path) -> dict:
+    """The generator states of this rank; CheckpointError when the checkpoint was
+    written by another number of data-parallel ranks."""
+    dp = distributed.active(model)
+    size, saved = 1 if dp is None else dp.size, state.get("world_size", 1)
+    if saved != size:
+        raise CheckpointError(
+            f"{path}: the checkpoint was written by {saved} data-parallel rank(s), "
+            f"but this run has {size}; resume it with the same number of ranks"
+        )
+    rngs = state["rng"]
+    return rngs if dp is None else {**rngs, "layers": rngs["ranks"][dp.rank]}
 
 
 def _checked_rngs(model, saved: dict) -> dict:
