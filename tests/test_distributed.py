@@ -13,6 +13,7 @@ from pathlib import Path
 import distributed_run
 import numpy as np
 import pytest
+from conftest import gpu_skip_reason
 
 import gpunn
 from gpunn.distributed import ranks as dist_world
@@ -218,3 +219,37 @@ def test_gpunn_train_on_two_ranks_prints_once(tmp_path):
     assert done.stdout.count("test accuracy: ") == 1
     assert done.stdout.count("Epoch 2/2") == 1
     assert gpunn.load(tmp_path / "m.safetensors").count_params() > 0
+
+
+@pytest.mark.gpu
+def test_nccl_path_on_one_gpu_trains_like_the_plain_gpu_run(monkeypatch):
+    """GPUNN_DISTRIBUTED=1 on one GPU: the NCCL all-reduce and broadcast on the
+    device (one rank), the same weights as the plain GPU run within tolerance."""
+    if gpu_skip_reason():
+        pytest.skip(f"GPU backend not usable: {gpu_skip_reason()}")
+    pytest.importorskip("cupy.cuda.nccl", reason="CuPy has no NCCL here")
+    X, y = distributed_run.data()
+
+    def train():
+        model = gpunn.Sequential(
+            [gpunn.Dense(16, activation="tanh"), gpunn.Dense(3)],
+            5,
+            "float64",
+            "gpu",
+            seed=1,
+        )
+        model.compile("softmax_cross_entropy", "adam", metrics=["accuracy"])
+        history = model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+        return model, history
+
+    monkeypatch.setenv(dist_world.ENV_VAR, "0")
+    plain, plain_history = train()
+    monkeypatch.setenv(dist_world.ENV_VAR, "1")
+    monkeypatch.setattr(dist_world, "_WORLD", None)
+    nccl, nccl_history = train()
+    assert nccl._data_parallel.engine.name == "nccl"
+    for a, b in zip(nccl.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        nccl_history.history["loss"], plain_history.history["loss"], rtol=1e-9
+    )
