@@ -108,23 +108,22 @@ def two_ranks(tmp_path_factory):
     """Every scenario on two ranks (one mpiexec) and in one plain process."""
     mpiexec = _mpiexec()
     out, alone = tmp_path_factory.mktemp("ranks"), tmp_path_factory.mktemp("alone")
+    script = str(HERE / "distributed_run.py")
+    _launch([mpiexec, "-n", "2", sys.executable, script, str(out)])
+    _launch([sys.executable, script, str(alone)])
+    return out, alone
+
+
+def _launch(command) -> str:
+    """Runs ``command`` with gpunn importable and no GPUNN_DISTRIBUTED override;
+    returns its stdout (the test fails with its output when it fails)."""
     env = {k: v for k, v in os.environ.items() if k != dist_world.ENV_VAR}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-    script = str(HERE / "distributed_run.py")
-    for command, where in (
-        ([mpiexec, "-n", "2", sys.executable, script], out),
-        ([sys.executable, script], alone),
-    ):
-        done = subprocess.run(
-            [*command, str(where)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    return out, alone
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 @pytest.mark.parametrize("name", ["parity", "accumulate", "tiny_batches"])
@@ -205,19 +204,10 @@ def test_gpunn_train_on_two_ranks_prints_once(tmp_path):
     mpiexec = _mpiexec()
     gpunn_cli = [sys.executable, "-m", "gpunn"]
     argv = ["train", "--device=cpu", "--epochs=2", "--hidden=32", "--verbose=2"]
-    env = {k: v for k, v in os.environ.items() if k != dist_world.ENV_VAR}
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [mpiexec, "-n", "2", *gpunn_cli, *argv, f"--save={tmp_path / 'm.safetensors'}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("test accuracy: ") == 1
-    assert done.stdout.count("Epoch 2/2") == 1
+    save = f"--save={tmp_path / 'm.safetensors'}"
+    stdout = _launch([mpiexec, "-n", "2", *gpunn_cli, *argv, save])
+    assert stdout.count("test accuracy: ") == 1
+    assert stdout.count("Epoch 2/2") == 1
     assert gpunn.load(tmp_path / "m.safetensors").count_params() > 0
 
 
