@@ -101,7 +101,7 @@ class FitLoop:
         accumulator = self.accumulator
         if accumulator is not None and accumulator.batches:
             tensors["loop.accumulator"] = backend.to_numpy(accumulator.buffer)
-            state["accumulated"] = [accumulator.batches, accumulator.samples]
+            state["accumulated"] = [accumulator.batches, accumulator.total]
         return state, tensors
 
     def resume(self, path) -> None:
@@ -166,8 +166,7 @@ class FitLoop:
         if saved["accumulated"] is not None:
             accumulator = self.accumulator
             accumulator.buffer[...] = backend.asarray(tensors["loop.accumulator"])
-            accumulator.batches, accumulator.samples = saved["accumulated"]
-            accumulator.total = accumulator.samples  # one rank: all the samples
+            accumulator.batches, accumulator.total = saved["accumulated"]
 
 
 class ModelCheckpoint(Callback):

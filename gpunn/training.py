@@ -216,8 +216,8 @@ class _Accumulator:
     def __init__(self, model, steps: int, check=None, dp=None):
         self.model, self.steps, self.check, self.dp = model, steps, check, dp
         self.buffer = model.arena.zeros_like_params()
-        self.batches = self.samples = 0
-        self.total = 0  # the group's samples over all ranks
+        self.batches = 0
+        self.total = 0  # the group's samples (over all ranks)
         self.loss = None  # the group's summed batch losses (device), for the check
 
     def add(self, n: int, loss=None, n_global: int | None = None) -> None:
@@ -228,7 +228,7 @@ class _Accumulator:
             xp.multiply(grads, n, out=self.buffer)
         elif n:
             self.buffer += grads * n
-        self.batches, self.samples = self.batches + 1, self.samples + n
+        self.batches += 1
         self.total += n if n_global is None else n_global
         if self.batches == self.steps:
             self.flush()
@@ -242,7 +242,7 @@ class _Accumulator:
             dp.engine.allreduce_(self.model.arena.grads)
             loss = dp.reduce_loss(loss, 1, 1)  # NaN on any rank reaches every rank
         self.model._apply_step(loss, self.check, self.total, self.batches)
-        self.batches = self.samples = self.total = 0
+        self.batches = self.total = 0
         self.loss = None
 
 
@@ -282,12 +282,12 @@ def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, h
             loss = _data_parallel_batch(
                 model, dp, (xb, yb, wb), size, check, accumulator, totals
             )
-        elif accumulator is None:
-            loss, outputs = model._train_batch(xb, yb, wb, check)
-            totals.add(loss, outputs, yb)
         else:
-            loss, outputs = model._gradients(xb, yb, wb)
-            accumulator.add(stop - start, loss)
+            if accumulator is None:
+                loss, outputs = model._train_batch(xb, yb, wb, check)
+            else:
+                loss, outputs = model._gradients(xb, yb, wb)
+                accumulator.add(stop - start, loss)
             totals.add(loss, outputs, yb)
         model._loop.batch = step
         hooks.on_train_batch_end(step - 1, {"size": stop - start, "loss": loss})

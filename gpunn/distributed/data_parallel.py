@@ -61,11 +61,11 @@ class DataParallel:
     def reduce_loss(self, loss, n_local: int, n_global: int):
         """The global batch's loss (a 0-d device array) from this rank's shard loss."""
         xp, dtype = self.model.backend.xp, self.model.dtype
-        part = xp.zeros(1, dtype) if loss is None or n_local == 0 else None
-        if part is None:
-            part = xp.reshape(
-                xp.asarray(loss, dtype=dtype) * (n_local / n_global), (1,)
-            )
+        if loss is None or n_local == 0:
+            part = xp.zeros(1, dtype)
+        else:
+            share = xp.asarray(loss, dtype=dtype) * (n_local / n_global)
+            part = xp.reshape(share, (1,))
         return self.engine.allreduce_(part)[0]
 
     def reduce_host_(self, values: np.ndarray) -> np.ndarray:
