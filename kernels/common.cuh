@@ -1,18 +1,59 @@
-// Shared helpers for gpunn kernels (header only; compiled by NVRTC through CuPy and by
-// nvcc in CI).
+// Shared helpers for gpunn kernels (header only). The same sources are compiled three
+// ways: by NVRTC through CuPy at run time (gpunn.backends.kernels), by nvcc in CI
+// (tests/test_packaging.py: PTX for compute_80 and compute_90), and by the host C++
+// compiler with tests/cuda_emu/shim.h (GPUNN_EMULATE) so CI runs every kernel on a CPU.
 //
-// Launch contract used by every gpunn kernel: 1-D grid of 1-D blocks, any grid size;
-// each kernel walks its n elements with a grid-stride loop, so correctness never
-// depends on the launch shape and one launch covers any array size (including 0).
+// Launch contract used by every gpunn kernel: 1-D grid of 1-D blocks whose size is a
+// multiple of 32 and at most 1024 (GPUNN_MAX_THREADS). Elementwise kernels walk their
+// n elements with a grid-stride loop, so correctness never depends on the grid size
+// and one launch covers any array size, 0 included. Row kernels give each row to one
+// warp or one block, looping over rows the same way.
+//
+// Exports: every kernel a launcher may call is listed once at the end of its file with
+// GPUNN_EXPORT(name<types>) (GPUNN_EXPORT_HALF for __half instantiations). The Python
+// loader reads those lines for CuPy's name_expressions; nvcc and the emulator
+// instantiate the listed templates from them.
 #pragma once
 
+#if defined(GPUNN_HALF) && !defined(GPUNN_EMULATE)
 #include <cuda_fp16.h>
+#endif
+
+#define GPUNN_MAX_THREADS 1024
+#define GPUNN_MAX_WARPS (GPUNN_MAX_THREADS / 32)
+#define GPUNN_FULL_MASK 0xffffffffu
+
+#define GPUNN_CAT_(a, b) a##b
+#define GPUNN_CAT(a, b) GPUNN_CAT_(a, b)
+
+#if defined(GPUNN_EMULATE)
+// the emulator registers each listed kernel under its name expression
+#define GPUNN_EXPORT(...)                                              \
+  static const bool GPUNN_CAT(gpunn_export_, __COUNTER__) =            \
+      ::gpunn_emu::register_kernel(#__VA_ARGS__, &__VA_ARGS__);
+#elif defined(__CUDACC_RTC__)
+// NVRTC instantiates from the name expressions CuPy passes
+#define GPUNN_EXPORT(...)
+#else
+// nvcc: taking the address instantiates the template, so CI compiles every kernel
+#define GPUNN_EXPORT(...) \
+  [[maybe_unused]] static void* const GPUNN_CAT(gpunn_export_, __COUNTER__) =   \
+      (void*)&__VA_ARGS__;
+#endif
+
+#if defined(GPUNN_HALF)
+#define GPUNN_EXPORT_HALF(...) GPUNN_EXPORT(__VA_ARGS__)
+#else
+#define GPUNN_EXPORT_HALF(...)
+#endif
 
 namespace gpunn {
 
 // The type arithmetic is done in: float for half, the type itself otherwise.
 template <typename T> struct acc { using type = T; };
+#if defined(GPUNN_HALF)
 template <> struct acc<__half> { using type = float; };
+#endif
 
 template <typename T> __device__ __forceinline__ typename acc<T>::type load(const T& x) {
   return static_cast<typename acc<T>::type>(x);
@@ -26,5 +67,50 @@ template <typename T, typename A> __device__ __forceinline__ T store(A x) {
 #define GPUNN_GRID_STRIDE(i, n)                                               \
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \
        i += (long long)blockDim.x * gridDim.x)
+
+// Sum over the 32 lanes of a warp; every lane gets the total. All lanes must call it.
+template <typename A> __device__ __forceinline__ A warp_sum(A v) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    v += __shfl_xor_sync(GPUNN_FULL_MASK, v, offset);
+  return v;
+}
+
+// Maximum over the 32 lanes of a warp; every lane gets it. All lanes must call it.
+template <typename A> __device__ __forceinline__ A warp_max(A v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    A other = __shfl_xor_sync(GPUNN_FULL_MASK, v, offset);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
+// Sum over the block; every thread gets the total. All threads of the block must call
+// it; `scratch` is __shared__ A[GPUNN_MAX_WARPS], free again when it returns.
+template <typename A>
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n_warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  A total = lane < n_warps ? scratch[lane] : A(0);
+  total = warp_sum(total);
+  __syncthreads();  // scratch may be reused by the caller
+  return total;
+}
+
+// Maximum over the block, as block_sum.
+template <typename A>
+__device__ __forceinline__ A block_max(A v, A* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n_warps = blockDim.x >> 5;
+  v = warp_max(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  A top = lane < n_warps ? scratch[lane] : scratch[0];
+  top = warp_max(top);
+  __syncthreads();
+  return top;
+}
 
 }  // namespace gpunn

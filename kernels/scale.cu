@@ -13,6 +13,6 @@ __global__ void scale_(T* __restrict__ x, typename gpunn::acc<T>::type alpha,
   GPUNN_GRID_STRIDE(i, n) { x[i] = gpunn::store<T>(gpunn::load(x[i]) * alpha); }
 }
 
-template __global__ void scale_<float>(float*, float, long long);
-template __global__ void scale_<double>(double*, double, long long);
-template __global__ void scale_<__half>(__half*, float, long long);
+GPUNN_EXPORT(scale_<float>)
+GPUNN_EXPORT(scale_<double>)
+GPUNN_EXPORT_HALF(scale_<__half>)

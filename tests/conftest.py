@@ -50,3 +50,18 @@ def assert_close(actual, expected, dtype, tol=ELEMENTWISE_TOL):
     np.testing.assert_allclose(
         np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol
     )
+
+
+@pytest.fixture(params=["emulated", pytest.param("gpu", marks=pytest.mark.gpu)])
+def kernel_backend(request):
+    """A backend running gpunn's CUDA kernels: on the CPU through the emulator
+    (``tests/kernel_backends.py``), and on the GPU when one is usable."""
+    from kernel_backends import kernel_backend_for
+
+    return kernel_backend_for(request.param)
+
+
+@pytest.fixture
+def reference():
+    """The NumPy reference backend the kernels are compared with."""
+    return get_backend("cpu")

@@ -1,6 +1,7 @@
 """The GPU backend keeps the reference signatures, and trains like the CPU backend.
 
-The signature check reads cupy_backend.py's source, so it runs without CuPy too; the
+The signature check inspects the kernel op mixins and reads cupy_backend.py's source,
+so it runs without CuPy too; the
 training comparison needs a GPU (marker ``gpu``).
 """
 
@@ -14,6 +15,7 @@ from conftest import gpu_skip_reason
 
 import gpunn
 from gpunn.backends import NumpyBackend
+from gpunn.backends.kernel_backend import KernelBackend
 from gpunn.layers import Dense
 
 SOURCE = Path(gpunn.__file__).parent / "backends" / "cupy_backend.py"
@@ -29,32 +31,52 @@ def _ast_signature(fn: ast.FunctionDef) -> list[tuple[str, str]]:
     )
 
 
+_KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "pos",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "pos",
+    inspect.Parameter.VAR_POSITIONAL: "var",
+    inspect.Parameter.KEYWORD_ONLY: "kw",
+    inspect.Parameter.VAR_KEYWORD: "varkw",
+}
+MIXINS = "gpunn.backends.gpu_"
+
+
+def _is_op(name: str) -> bool:
+    return not name.startswith("__") and hasattr(NumpyBackend, name)
+
+
 def _ref_signature(name: str) -> list[tuple[str, str]]:
-    kinds = {
-        inspect.Parameter.POSITIONAL_ONLY: "pos",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD: "pos",
-        inspect.Parameter.VAR_POSITIONAL: "var",
-        inspect.Parameter.KEYWORD_ONLY: "kw",
-        inspect.Parameter.VAR_KEYWORD: "varkw",
-    }
     params = inspect.signature(getattr(NumpyBackend, name)).parameters.values()
-    return [(kinds[p.kind], p.name) for p in params]
+    return [(_KINDS[p.kind], p.name) for p in params]
 
 
 def test_overrides_keep_the_reference_signatures():
+    """Every op the kernel mixins or CupyBackend override takes the reference's
+    arguments, so layers call one signature on both backends."""
+    mixins = [c for c in KernelBackend.__mro__ if c.__module__.startswith(MIXINS)]
+    assert len(mixins) == 4
+    checked = []
+    for cls in mixins:
+        for name, fn in vars(cls).items():
+            if (
+                callable(fn)
+                and not name.startswith("_")
+                and hasattr(NumpyBackend, name)
+            ):
+                params = inspect.signature(fn).parameters.values()
+                kinds = [(_KINDS[p.kind], p.name) for p in params]
+                assert kinds == _ref_signature(name), f"{cls.__name__}.{name}"
+                checked.append(name)
     tree = ast.parse(SOURCE.read_text())
     cls = next(
         n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CupyBackend"
     )
-    assert [b.id for b in cls.bases] == ["NumpyBackend"]
-    overrides = [
-        f
-        for f in cls.body
-        if isinstance(f, ast.FunctionDef) and hasattr(NumpyBackend, f.name)
-    ]
-    assert overrides, "CupyBackend overrides nothing"
-    for fn in overrides:
-        assert _ast_signature(fn) == _ref_signature(fn.name), fn.name
+    assert [b.id for b in cls.bases] == ["KernelBackend"]
+    for fn in cls.body:
+        if isinstance(fn, ast.FunctionDef) and hasattr(NumpyBackend, fn.name):
+            assert _ast_signature(fn) == _ref_signature(fn.name), fn.name
+            checked.append(fn.name)
+    assert checked, "nothing overrides the reference"
 
 
 @pytest.mark.gpu

@@ -1,8 +1,10 @@
-"""The GPU backend: the reference ops of :class:`NumpyBackend` run on CuPy arrays.
+"""The GPU backend: the kernel ops of :class:`KernelBackend` on CuPy arrays.
 
 This module imports cupy, so only :func:`gpunn.backends.get_backend` imports it, and only
 when a GPU backend is asked for or probed. Ops that a fused CUDA kernel makes faster are
-overridden here; every other op is the reference code with ``xp = cupy``.
+overridden by the ``gpu_*`` mixins of :class:`KernelBackend` (compiled by NVRTC on first
+use, see :mod:`gpunn.backends.kernels`); every other op is the reference code with
+``xp = cupy``.
 """
 
 from __future__ import annotations
@@ -10,17 +12,43 @@ from __future__ import annotations
 import cupy
 import numpy as np
 
-from gpunn.backends.numpy_backend import NumpyBackend
+from gpunn.backends.kernel_backend import KernelBackend
+from gpunn.backends.kernels import BLOCK, KernelLibrary, cupy_compiler
+
+# cuBLAS compute types of CuPy's matmul (cupy/_core/_routines_linalg)
+_COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7
 
 
-class CupyBackend(NumpyBackend):
-    """Runs every op with CuPy on the current CUDA device."""
+class CupyBackend(KernelBackend):
+    """Runs every op with CuPy on the current CUDA device, the hot ones as custom
+    kernels. TF32 matmuls are off unless :meth:`set_tf32` turns them on."""
 
     name = "gpu"
     xp = cupy
     # a failed allocation from CuPy's memory pool; its message has the bytes asked
     # for, allocated so far and the pool limit (gpunn.faults.DeviceMemoryError keeps it)
     out_of_memory_errors = (cupy.cuda.memory.OutOfMemoryError,)
+
+    def __init__(self):
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        # enough resident blocks to fill every SM; a grid-stride loop does the rest
+        per_sm = max(props["maxThreadsPerMultiProcessor"] // BLOCK, 1)
+        self.kernels = KernelLibrary(
+            cupy_compiler, max_blocks=props["multiProcessorCount"] * per_sm
+        )
+        self.tf32 = False
+        self.set_tf32(False)
+
+    def set_tf32(self, enabled: bool) -> None:
+        """Lets float32 matmuls use TF32 tensor cores (10-bit mantissa inputs, fp32
+        accumulate; several times faster on Ampere and later) when ``enabled``. The
+        setting is CuPy's, so it holds for the whole process; ``NVIDIA_TF32_OVERRIDE=0``
+        in the environment forces it off."""
+        from cupy._core import _routines_linalg
+
+        compute = _COMPUTE_TYPE_TF32 if enabled else _COMPUTE_TYPE_DEFAULT
+        _routines_linalg.set_compute_type(np.float32, compute)
+        self.tf32 = bool(enabled)
 
     def asarray(self, x, dtype=None):
         """Moves ``x`` to the device; NumPy arrays are copied host-to-device once."""
@@ -42,8 +70,11 @@ class CupyBackend(NumpyBackend):
         return cupy.random.default_rng(seed)
 
     def generator_state(self, generator):
-        """None: CuPy's cuRAND generators do not expose their state yet, so a
-        restore (``lr_find``) leaves dropout and noise streams advanced on the GPU."""
+        """None for CuPy's cuRAND generators, which do not expose their state (a
+        restore leaves GaussianNoise streams advanced on the GPU); gpunn's own
+        generators (dropout's) keep theirs, as on the CPU."""
+        if hasattr(generator, "get_state"):
+            return generator.get_state()
         return
 
     def device_name(self) -> str:

@@ -39,6 +39,7 @@ class NumpyBackend(LayerOps, LossOps, MetricOps, OptimOps):
     # gpunn.faults.DeviceMemoryError naming the layer and batch size. None on the CPU:
     # NumPy's MemoryError is left as it is.
     out_of_memory_errors: tuple = ()
+    tf32 = False  # whether float32 matmuls may use TF32 (GPU only)
 
     # ---------------------------------------------------------------- arrays
     def asarray(self, x, dtype=None):
@@ -64,6 +65,10 @@ class NumpyBackend(LayerOps, LossOps, MetricOps, OptimOps):
     def synchronize(self) -> None:
         """Waits for queued device work (nothing to wait for on the CPU)."""
 
+    def set_tf32(self, enabled: bool) -> None:
+        """TF32 matmuls exist on NVIDIA GPUs only: on the CPU this changes nothing
+        (``tf32`` stays False), so the same code runs on both."""
+
     # ---------------------------------------------------------------- random
     def generator(self, seed: int):
         """A random generator for this backend's arrays seeded with ``seed``
@@ -72,11 +77,18 @@ class NumpyBackend(LayerOps, LossOps, MetricOps, OptimOps):
 
     def generator_state(self, generator):
         """A JSON-able copy of ``generator``'s state, or None where it cannot be
-        captured; :meth:`set_generator_state` puts it back."""
+        captured; :meth:`set_generator_state` puts it back. A generator of gpunn's
+        own (one with ``get_state``/``set_state``, e.g. dropout's counter-based one)
+        keeps its state itself, on every backend."""
+        if hasattr(generator, "get_state"):
+            return generator.get_state()
         return generator.bit_generator.state
 
     def set_generator_state(self, generator, state) -> None:
-        generator.bit_generator.state = state
+        if hasattr(generator, "set_state"):
+            generator.set_state(state)
+        else:
+            generator.bit_generator.state = state
 
     # ---------------------------------------------------------------- flat updates
     def _foreach_block(self, fn, arrays, hyper) -> None:
