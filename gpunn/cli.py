@@ -1,18 +1,18 @@
-"""The ``gpunn`` command: ``gpunn train`` and ``gpunn info``."""
+"""The ``gpunn`` command: ``gpunn train``, and ``gpunn info`` / ``gpunn warmup``
+(:mod:`gpunn.cli_device`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import math
-import platform
 import sys
 import time
 
 import numpy as np
 
 import gpunn
-from gpunn import backends, datasets, distributed, optim, schedules
+from gpunn import backends, cli_device, datasets, distributed, optim, schedules
 from gpunn.callbacks import Callback, EarlyStopping
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.layers import (
@@ -147,7 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--test-size", type=float, default=0.2)
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
-    sub.add_parser("info", help="print versions and whether the GPU backend is usable")
+    train.add_argument(
+        "--tf32",
+        action="store_true",
+        help="let float32 matmuls on the GPU use TF32 tensor cores (default: off)",
+    )
+    cli_device.add_parsers(sub)
     return parser
 
 
@@ -237,6 +242,7 @@ def train(args) -> int:
         dtype=args.dtype,
         backend=args.device,
         seed=args.seed,
+        tf32=args.tf32,
     )
     model.adapt(X_tr)
     callbacks, split = _callbacks(args)
@@ -256,7 +262,8 @@ def train(args) -> int:
     )
     say(
         f"model: {X.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_out} "
-        f"({model.count_params():,} params, {args.dtype}) on backend "
+        f"({model.count_params():,} params, {args.dtype}"
+        f"{', tf32' if model.backend.tf32 else ''}) on backend "
         f"{model.backend.name}, {args.optimizer} lr={args.lr} "
         f"schedule={args.schedule}"
     )
@@ -301,27 +308,6 @@ def train(args) -> int:
     return 0
 
 
-def info(args) -> int:
-    print(f"gpunn {gpunn.__version__}")
-    print(f"python {platform.python_version()} ({platform.platform()})")
-    print(f"numpy {np.__version__}")
-    gpu_cls, reason = backends.gpu_status()
-    if gpu_cls is None:
-        print(f"gpu backend: not usable: {reason}")
-    else:
-        import cupy  # imported already by the probe
-
-        gpu = backends.get_backend("gpu")
-        print(
-            f"cupy {cupy.__version__}, CUDA runtime "
-            f"{cupy.cuda.runtime.runtimeGetVersion()}, driver "
-            f"{cupy.cuda.runtime.driverGetVersion()}"
-        )
-        print(f"gpu backend: usable on {gpu.device_name()}")
-    print(f"auto picks: {'gpu' if gpu_cls else 'cpu'}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stdout)
@@ -332,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return train(args) if args.command == "train" else info(args)
+        if args.command == "train":
+            return train(args)
+        return cli_device.COMMANDS[args.command](args)
     except (gpunn.BackendUnavailableError, ValueError, TypeError, OSError) as exc:
         print(f"gpunn {args.command}: error: {exc}", file=sys.stderr)
         return 2

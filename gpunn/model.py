@@ -35,6 +35,11 @@ class Sequential:
         seed: seed of the model's ``numpy.random.Generator``, the only source of
             randomness (initial weights, shuffling). None draws one from the OS and
             records it in ``model.seed``.
+        tf32: let float32 matmuls on the GPU use TF32 tensor cores (inputs rounded
+            to a 10-bit mantissa, float32 accumulation): several times faster on
+            Ampere and later, about 1e-3 relative error per product. Set for the
+            process each time the model trains or predicts; no effect on the CPU.
+            Default: False.
 
     Attributes:
         check_finite: check each training step's loss and gradients before its
@@ -59,8 +64,10 @@ class Sequential:
         dtype="float32",
         backend=None,
         seed: int | None = None,
+        tf32: bool = False,
     ):
         self.backend = get_backend(backend)
+        self.tf32 = bool(tf32)
         self.dtype = _model_dtype(dtype)
         if seed is None:  # drawn from the OS, never from a global RNG; recorded
             seed = int(np.random.SeedSequence().entropy % 2**63)
@@ -163,6 +170,7 @@ class Sequential:
 
     # ----------------------------------------------------------------- data
     def _inputs(self, X, name: str = "X"):
+        self.backend.set_tf32(self.tf32)  # CuPy's setting is per process
         width = self.input_dim
         X = inputs.features(self.backend, X, self.dtype, width, name)
         if not self.built:

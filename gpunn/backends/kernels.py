@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import pathlib
 import re
 from dataclasses import dataclass
 
@@ -56,17 +57,26 @@ class Source:
     half_exports: tuple[str, ...]  # __half kernels (the half module)
 
 
+def _root():
+    """Where the kernel sources are: the package ``gpunn.kernels`` when gpunn is
+    installed, else (a source checkout on ``sys.path``) the ``kernels/`` folder
+    beside the ``gpunn/`` one."""
+    try:
+        return importlib.resources.files("gpunn.kernels")
+    except ModuleNotFoundError:
+        return pathlib.Path(__file__).resolve().parents[2] / "kernels"
+
+
 def kernel_files() -> list[str]:
     """The ``.cu`` files shipped in ``gpunn.kernels``, sorted."""
-    root = importlib.resources.files("gpunn.kernels")
-    return sorted(p.name for p in root.iterdir() if p.name.endswith(".cu"))
+    return sorted(p.name for p in _root().iterdir() if p.name.endswith(".cu"))
 
 
 @functools.cache
 def read_source(filename: str) -> Source:
     """Reads ``filename`` from ``gpunn.kernels``, inlining its ``#include "x.cuh"``
     lines (NVRTC is given no include path), and collects its export lines."""
-    root = importlib.resources.files("gpunn.kernels")
+    root = _root()
     text = _inline(root, (root / filename).read_text(), set())
     exports, half = [], []
     for match in _EXPORT.finditer(text):
