@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 BLOCK = 256  # threads per block unless a launcher says otherwise
-_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.M)
-_EXPORT = re.compile(r"^GPUNN_EXPORT(_HALF)?\((.+)\)\s*$", re.M)
+_INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
+_EXPORT = re.compile(r"^GPUNN_EXPORT(_HALF)?\((.+)\)\s*$", re.MULTILINE)
 _CTYPES = {
     np.dtype(np.float16): "__half",
     np.dtype(np.float32): "float",

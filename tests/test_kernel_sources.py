@@ -1,0 +1,109 @@
+"""Kernel sources compile the way they are used: every export line names a kernel,
+nothing but ``common.cuh`` (and ``cuda_fp16.h`` for the half module) is included, and,
+where an NVRTC library can be found, every file compiles with NVRTC exactly as CuPy
+will compile it at run time (the loader's inlined text and name expressions).
+
+NVRTC is looked for in env ``GPUNN_NVRTC`` (a path to ``libnvrtc.so``), the
+``nvidia-cuda-nvrtc`` wheel and the library path; CI compiles with nvcc instead
+(tests/test_packaging.py) when none is there.
+"""
+
+import ctypes
+import ctypes.util
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from gpunn.backends import kernels
+
+FILES = kernels.kernel_files()
+INCLUDE = re.compile(r"^\s*#\s*include\s*[<\"]([^>\"]+)[>\"]", re.MULTILINE)
+
+
+@pytest.mark.parametrize("filename", FILES)
+def test_kernel_files_include_only_their_own_headers(filename):
+    root = Path(kernels.__file__).resolve().parents[2] / "kernels"
+    for path in [root / filename, *root.glob("*.cuh")]:
+        for name in INCLUDE.findall(path.read_text()):
+            assert name in {"common.cuh", "cuda_fp16.h"}, f"{path.name}: {name}"
+
+
+@pytest.mark.parametrize("filename", FILES)
+def test_every_file_exports_kernels_it_defines(filename):
+    source = kernels.read_source(filename)
+    assert source.exports, f"{filename} exports no float/double kernel"
+    for name in source.exports + source.half_exports:
+        base = name.split("<")[0]
+        assert re.search(rf"__global__\s+void\s+{base}\b", source.text), name
+    assert '#include "' not in source.text  # the loader inlined every header
+
+
+def _nvrtc():
+    candidates = [os.environ.get("GPUNN_NVRTC")]
+    for package in ("nvidia.cu13", "nvidia.cuda_nvrtc"):
+        spec = importlib.util.find_spec(package.split(".")[0])
+        if spec and spec.submodule_search_locations:
+            for base in spec.submodule_search_locations:
+                candidates += [str(p) for p in Path(base).rglob("libnvrtc.so*")]
+    candidates.append(ctypes.util.find_library("nvrtc"))
+    for path in filter(None, candidates):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def _compile(lib, source, names, options) -> tuple[int, str, list]:
+    prog = ctypes.c_void_p()
+    text = source.text.encode()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), text, None, 0, None, None) == 0
+    try:
+        for name in names:
+            lib.nvrtcAddNameExpression(prog, name.encode())
+        opts = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+        status = lib.nvrtcCompileProgram(prog, len(options), opts)
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value + 1)
+        lib.nvrtcGetProgramLog(prog, log)
+        lowered = []
+        for name in names if status == 0 else ():
+            out = ctypes.c_char_p()
+            lib.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(out))
+            lowered.append(out.value)
+        return status, log.value.decode(errors="replace"), lowered
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def _cuda_include():
+    for base in (os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if base and (Path(base) / "include" / "cuda_fp16.h").is_file():
+            return str(Path(base) / "include")
+    return None
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["float-double", "half"])
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("filename", FILES)
+def test_kernel_compiles_with_nvrtc(filename, arch, half):
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("no NVRTC library here (set GPUNN_NVRTC to libnvrtc.so)")
+    source = kernels.read_source(filename)
+    names = source.half_exports if half else source.exports
+    if not names:
+        pytest.skip(f"{filename} has no {'half' if half else 'float'} kernels")
+    options = ["-std=c++17", f"--gpu-architecture={arch}"]
+    if half:
+        include = _cuda_include()
+        if include is None:
+            pytest.skip("no cuda_fp16.h for the half module (CuPy brings its own)")
+        options += ["-DGPUNN_HALF", f"-I{include}"]
+    status, log, lowered = _compile(lib, source, names, options)
+    assert status == 0, log
+    assert all(lowered), f"names without a kernel: {names}"
