@@ -1,0 +1,1 @@
+"""A CPU emulator for the CUDA kernels in kernels/ (see emulator.py)."""
