@@ -98,7 +98,7 @@ def test_kernel_compiles_with_nvrtc(filename, arch, half):
     names = source.half_exports if half else source.exports
     if not names:
         pytest.skip(f"{filename} has no {'half' if half else 'float'} kernels")
-    options = ["-std=c++17", f"--gpu-architecture={arch}"]
+    options = [*kernels.NVRTC_OPTIONS, f"--gpu-architecture={arch}"]
     if half:
         include = _cuda_include()
         if include is None:

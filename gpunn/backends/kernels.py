@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 BLOCK = 256  # threads per block unless a launcher says otherwise
+# C++17, and no FMA contraction: each operation rounds as in the NumPy reference
+NVRTC_OPTIONS = ("-std=c++17", "--fmad=false")
 _INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
 _EXPORT = re.compile(r"^GPUNN_EXPORT(_HALF)?\((.+)\)\s*$", re.MULTILINE)
 _CTYPES = {
@@ -193,6 +195,6 @@ def cupy_compiler(source: Source, half: bool):
     """Compiles ``source`` with NVRTC through ``cupy.RawModule``."""
     import cupy
 
-    options = ("-std=c++17",) + (("-DGPUNN_HALF",) if half else ())
+    options = NVRTC_OPTIONS + (("-DGPUNN_HALF",) if half else ())
     names = source.half_exports if half else source.exports
     return cupy.RawModule(code=source.text, options=options, name_expressions=names)

@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 
 SHIM = Path(__file__).with_name("shim.h")
-FLAGS = ("-x", "c++", "-std=c++20", "-O1", "-fPIC", "-shared", "-fno-fast-math")
+FLAGS = (
+    "-x",
+    "c++",
+    "-std=c++20",
+    "-O1",
+    "-fPIC",
+    "-shared",
+    "-fno-fast-math",
+    "-ffp-contract=off",
+)
 _SCALARS = {
     np.dtype(np.float16): ctypes.c_uint16,  # the bits of a __half (_Float16)
     np.dtype(np.float32): ctypes.c_float,
