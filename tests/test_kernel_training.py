@@ -32,7 +32,7 @@ def _model(backend, dtype, optimizer):
     model = gpunn.Sequential(
         [
             Dense(48, activation="relu"),
-            Dense(32),
+            Dense(32, use_bias=False),  # BatchNorm makes a bias gradient pure noise
             BatchNorm(),
             PReLU(),
             Dense(24, activation="gelu"),
