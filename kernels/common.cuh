@@ -68,6 +68,15 @@ template <typename T, typename A> __device__ __forceinline__ T store(A x) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \
        i += (long long)blockDim.x * gridDim.x)
 
+// -infinity (NVRTC has no INFINITY macro).
+template <typename A> __device__ __forceinline__ A neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() {
+  return __int_as_float(static_cast<int>(0xff800000u));
+}
+template <> __device__ __forceinline__ double neg_inf<double>() {
+  return __longlong_as_double(static_cast<long long>(0xfff0000000000000ull));
+}
+
 // Sum over the 32 lanes of a warp; every lane gets the total. All lanes must call it.
 template <typename A> __device__ __forceinline__ A warp_sum(A v) {
   for (int offset = 16; offset > 0; offset >>= 1)
@@ -84,33 +93,29 @@ template <typename A> __device__ __forceinline__ A warp_max(A v) {
   return v;
 }
 
-// Sum over the block; every thread gets the total. All threads of the block must call
-// it; `scratch` is __shared__ A[GPUNN_MAX_WARPS], free again when it returns.
-template <typename A>
-__device__ __forceinline__ A block_sum(A v, A* scratch) {
+// Reduces `v` over the block with `warp_op` (warp_sum or warp_max); every thread gets
+// the result. All threads of the block must call it; `scratch` is __shared__
+// A[GPUNN_MAX_WARPS], free again when it returns. `fill` is the identity of the op.
+template <typename A, typename WarpOp>
+__device__ __forceinline__ A block_reduce(A v, A* scratch, WarpOp warp_op, A fill) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n_warps = blockDim.x >> 5;
-  v = warp_sum(v);
+  v = warp_op(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  A total = lane < n_warps ? scratch[lane] : A(0);
-  total = warp_sum(total);
+  A total = warp_op(lane < n_warps ? scratch[lane] : fill);
   __syncthreads();  // scratch may be reused by the caller
   return total;
 }
 
-// Maximum over the block, as block_sum.
-template <typename A>
-__device__ __forceinline__ A block_max(A v, A* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int n_warps = blockDim.x >> 5;
-  v = warp_max(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  A top = lane < n_warps ? scratch[lane] : scratch[0];
-  top = warp_max(top);
-  __syncthreads();
-  return top;
+// Sum over the block, every thread gets it (see block_reduce).
+template <typename A> __device__ __forceinline__ A block_sum(A v, A* scratch) {
+  return block_reduce(v, scratch, warp_sum<A>, A(0));
+}
+
+// Maximum over the block of a floating type, every thread gets it (see block_reduce).
+template <typename A> __device__ __forceinline__ A block_max(A v, A* scratch) {
+  return block_reduce(v, scratch, warp_max<A>, neg_inf<A>());
 }
 
 }  // namespace gpunn

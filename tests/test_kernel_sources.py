@@ -107,3 +107,20 @@ def test_kernel_compiles_with_nvrtc(filename, arch, half):
     status, log, lowered = _compile(lib, source, names, options)
     assert status == 0, log
     assert all(lowered), f"names without a kernel: {names}"
+
+
+def test_shared_helpers_compile_with_nvrtc():
+    """common.cuh's helpers (block reductions, -inf) compile under NVRTC too: the
+    emulator's self-test kernels instantiate them."""
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("no NVRTC library here (set GPUNN_NVRTC to libnvrtc.so)")
+    root = Path(kernels.__file__).resolve().parents[2]
+    common = (root / "kernels" / "common.cuh").read_text()
+    text = (Path(__file__).with_name("cuda_emu") / "selftest.cu").read_text()
+    text = text.replace('#include "common.cuh"', common)
+    names = re.findall(r"^GPUNN_EXPORT\((.+)\)$", text, re.MULTILINE)
+    source = kernels.Source("selftest.cu", text, tuple(names), ())
+    status, log, lowered = _compile(lib, source, names, list(kernels.NVRTC_OPTIONS))
+    assert status == 0, log
+    assert all(lowered)

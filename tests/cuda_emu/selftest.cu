@@ -19,7 +19,7 @@ __global__ void row_max(const T* x, T* out, long long rows, long long cols) {
   const long long warps = (long long)gridDim.x * (blockDim.x / 32);
   for (long long r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; r < rows;
        r += warps) {
-    T v = -INFINITY;
+    T v = gpunn::neg_inf<T>();
     for (long long c = threadIdx.x % 32; c < cols; c += 32) {
       T e = x[r * cols + c];
       v = e > v ? e : v;
