@@ -46,8 +46,17 @@ class CupyBackend(KernelBackend):
         in the environment forces it off."""
         from cupy._core import _routines_linalg
 
+        setter = getattr(_routines_linalg, "set_compute_type", None)
+        if setter is None:  # a CuPy without the switch: matmuls stay full float32
+            if enabled:
+                raise RuntimeError(
+                    f"tf32=True needs CuPy's matmul compute-type switch, which "
+                    f"CuPy {cupy.__version__} does not have; set CUPY_TF32=1 in the "
+                    "environment before starting Python instead"
+                )
+            return
         compute = _COMPUTE_TYPE_TF32 if enabled else _COMPUTE_TYPE_DEFAULT
-        _routines_linalg.set_compute_type(np.float32, compute)
+        setter(np.float32, compute)
         self.tf32 = bool(enabled)
 
     def asarray(self, x, dtype=None):
