@@ -2,6 +2,7 @@
 parity tests that run on it in CI mean something: grid-stride loops, block and warp
 reductions, shuffles and atomics agree with NumPy; misuse fails loudly."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,20 +58,41 @@ def test_every_thread_runs_once(selftest):
     assert counter[0] == 5 * 96
 
 
-def test_shuffles_follow_cuda_lane_rules(selftest):
-    out = np.zeros(96, np.int32)
-    selftest.get_function("shuffles")((1,), (64,), (out,))
+def test_shuffles_and_votes_follow_cuda_lane_rules(selftest):
+    out = np.zeros((8, 32), np.int32)
+    selftest.get_function("shuffles")((2,), (64,), (out,))
     lane = np.arange(32)
-    np.testing.assert_array_equal(out[:32], np.where(lane + 3 < 32, lane + 3, lane))
-    np.testing.assert_array_equal(out[32:64], np.where(lane >= 5, lane - 5, lane))
-    np.testing.assert_array_equal(out[64:], np.full(32, 70))
+    expected = [
+        np.where(lane + 3 < 32, lane + 3, lane),  # down 3
+        np.where(lane >= 5, lane - 5, lane),  # up 5
+        np.full(32, 70),  # lane 7's lane * 10
+        (lane & ~7) + 1,  # lane 9 % 8 of each 8 lanes
+        lane ^ 5,  # xor within 16 lanes
+        np.where(lane % 8 + 2 < 8, lane + 2, lane),  # down 2 within 8 lanes
+        np.full(32, sum(1 << i for i in range(0, 32, 3))),  # ballot(lane % 3 == 0)
+        np.full(32, 1),  # any(lane == 31) + 2 * all(lane < 31)
+    ]
+    np.testing.assert_array_equal(out, np.array(expected))
 
 
-def test_a_barrier_some_threads_skip_fails_the_launch(selftest):
-    with pytest.raises(RuntimeError, match="__syncthreads"):
-        selftest.get_function("divergent_barrier")(
-            (1,), (64,), (np.zeros(64, np.float32),)
-        )
+@pytest.mark.parametrize(
+    "kernel, message",
+    [
+        ("divergent_barrier", "__syncthreads.* some threads of the block never reach"),
+        ("split_barrier", "different __syncthreads"),
+        ("divergent_shuffle", "warp primitive that some threads of the warp never"),
+        ("mixed_warp_primitives", "different warp primitives"),
+        ("partial_mask", "mask 0x0000ffff"),
+    ],
+)
+def test_barrier_misuse_fails_the_launch(selftest, kernel, message):
+    x = np.zeros(64, np.int32 if kernel == "partial_mask" else np.float32)
+    with pytest.raises(RuntimeError, match=f"^{kernel}: .*{message}"):
+        selftest.get_function(kernel)((2,), (64,), (x,))
+    # the next launch starts clean
+    counter = np.zeros(1, np.int32)
+    selftest.get_function("count_threads")((2,), (64,), (counter,))
+    assert counter[0] == 128
 
 
 def test_misuse_is_refused(selftest):
@@ -78,12 +100,37 @@ def test_misuse_is_refused(selftest):
     x, out = np.ones(4, np.float32), np.zeros(1, np.float32)
     with pytest.raises(TypeError, match="cast it"):
         fn((1,), (32,), (x, out, 4))
-    with pytest.raises(RuntimeError, match="multiple of 32"):
-        fn((1,), (48,), (x, out, np.int64(4)))
+    with pytest.raises(TypeError, match="cast it"):
+        fn((1,), (32,), (x, out, 4.0))
+    for block in (0, 48, 1056):
+        with pytest.raises(RuntimeError, match="multiple of 32"):
+            fn((1,), (block,), (x, out, np.int64(4)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fn((1,), (32,), (np.ones(8, np.float32)[::2], out, np.int64(4)))
+    with pytest.raises(ValueError, match="grid size"):
+        fn((-1,), (32,), (x, out, np.int64(4)))
+    with pytest.raises(ValueError, match="shared memory"):
+        fn((1,), (32,), (x, out, np.int64(4)), shared_mem=128)
     with pytest.raises(KeyError):
         selftest.get_function("nope<float>")
     fn((0,), (32,), (x, out, np.int64(4)))  # an empty grid runs nothing
     assert out[0] == 0
+
+
+def test_names_are_the_export_lines(selftest):
+    exports = re.findall(r"^GPUNN_EXPORT\((.+)\)$", SELFTEST.read_text(), re.MULTILINE)
+    assert sorted(selftest.names) == sorted(exports)
+
+
+def test_a_build_error_shows_the_compiler_message(tmp_path):
+    source = tmp_path / "broken.cu"
+    source.write_text(
+        '#include "common.cuh"\n__global__ void k(float* x) { x[0] = y; }\n'
+    )
+    with pytest.raises(
+        RuntimeError, match="broken.cu failed:(.|\n)*y. was not declared"
+    ):
+        emulator.load(source, KERNELS)
 
 
 @pytest.mark.parametrize("dtype, name", [("float32", "float"), ("float64", "double")])

@@ -59,15 +59,26 @@ def available() -> bool:
 
 
 def _digest(source: Path, include_dir: Path, defines) -> str:
+    """sha256 of the source, the headers it can include, the shim and the flags."""
+    headers = sorted({*include_dir.glob("*.cuh"), *include_dir.glob("*.h")})
     h = hashlib.sha256()
-    for path in [source, SHIM, *sorted(include_dir.glob("*.cuh"))]:
+    for path in [source, SHIM, *headers]:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     h.update(repr((FLAGS, tuple(defines))).encode())
     return h.hexdigest()[:24]
 
 
 def load(source: Path, include_dir: Path, defines=()) -> Module:
-    """Compiles ``source`` (once; cached) and returns its kernels."""
+    """Compiles ``source`` (once; cached) and returns its kernels.
+
+    Args:
+        source: a ``.cu`` file.
+        include_dir: the directory of its headers (``kernels/`` for ``common.cuh``).
+        defines: preprocessor names to define, e.g. ``("GPUNN_HALF",)``.
+
+    Raises:
+        RuntimeError: the compiler's messages, when the build fails.
+    """
     cache = Path(tempfile.gettempdir()) / "gpunn-cuda-emu"
     cache.mkdir(exist_ok=True)
     target = cache / f"{source.stem}-{_digest(source, include_dir, defines)}.so"
@@ -109,7 +120,9 @@ class Module:
             ctypes.c_char_p,
             ctypes.c_size_t,
         ]
-        buf = ctypes.create_string_buffer(1 << 16)
+        lib.gpunn_emu_names.restype = ctypes.c_int
+        lib.gpunn_emu_names.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        buf = ctypes.create_string_buffer(lib.gpunn_emu_names(None, 0) + 1)
         lib.gpunn_emu_names(buf, len(buf))
         self.names = [n for n in buf.value.decode().split("\n") if n]
 
@@ -126,6 +139,9 @@ class Function:
         self._lib, self.name = lib, name
 
     def __call__(self, grid, block, args, shared_mem: int = 0) -> None:
+        """Runs the kernel; raises RuntimeError with the emulator's message on misuse."""
+        if shared_mem:
+            raise ValueError(f"{self.name}: dynamic shared memory is not emulated")
         grid, block = _dim(grid, "grid"), _dim(block, "block")
         values = [_c_value(self.name, i, a) for i, a in enumerate(args)]
         pointers = (ctypes.c_void_p * max(len(values), 1))(
@@ -141,8 +157,10 @@ class Function:
 
 def _dim(value, what: str) -> int:
     dims = tuple(value) if isinstance(value, tuple | list) else (value,)
-    if any(d != 1 for d in dims[1:]):
+    if not dims or any(d != 1 for d in dims[1:]):
         raise ValueError(f"the emulator runs 1-D {what}s only, got {dims}")
+    if not 0 <= int(dims[0]) < 2**31:
+        raise ValueError(f"{what} size must be in [0, 2**31), got {dims[0]}")
     return int(dims[0])
 
 

@@ -39,13 +39,51 @@ __global__ void divergent_barrier(float* x) {
   x[threadIdx.x] = 1.0f;
 }
 
-// Shuffles up, down and indexed, to check lane arithmetic: out[lane] for 3 kinds.
+// Wrong on purpose: the two halves of a block wait at different __syncthreads().
+__global__ void split_barrier(float* x) {
+  if (threadIdx.x < blockDim.x / 2) {
+    __syncthreads();
+    x[threadIdx.x] = 1.0f;
+  } else {
+    x[threadIdx.x] = 2.0f;
+    __syncthreads();
+  }
+}
+
+// Wrong on purpose: half of each warp returns before a shuffle.
+__global__ void divergent_shuffle(float* x) {
+  if (threadIdx.x % 32 < 16) return;
+  x[threadIdx.x] = __shfl_xor_sync(GPUNN_FULL_MASK, x[threadIdx.x], 1);
+}
+
+// Wrong on purpose: half of each warp waits in __syncwarp, the other half shuffles.
+__global__ void mixed_warp_primitives(float* x) {
+  if (threadIdx.x % 32 < 16)
+    __syncwarp();
+  else
+    x[threadIdx.x] = __shfl_down_sync(GPUNN_FULL_MASK, x[threadIdx.x], 1);
+}
+
+// Not emulated: a mask other than the full warp.
+__global__ void partial_mask(int* out) {
+  out[threadIdx.x] = __shfl_sync(0x0000ffffu, 1, 0);
+}
+
+// Shuffles and votes, to check lane arithmetic; the first warp writes out[32 * k + lane]
+// for the k-th kind (the second one runs them too, and must not interfere).
 __global__ void shuffles(int* out) {
   const int lane = threadIdx.x % 32;
-  if (threadIdx.x >= 32) return;
-  out[lane] = __shfl_down_sync(GPUNN_FULL_MASK, lane, 3);
-  out[32 + lane] = __shfl_up_sync(GPUNN_FULL_MASK, lane, 5);
-  out[64 + lane] = __shfl_sync(GPUNN_FULL_MASK, lane * 10, 7);
+  int r[8];
+  r[0] = __shfl_down_sync(GPUNN_FULL_MASK, lane, 3);
+  r[1] = __shfl_up_sync(GPUNN_FULL_MASK, lane, 5);
+  r[2] = __shfl_sync(GPUNN_FULL_MASK, lane * 10, 7);
+  r[3] = __shfl_sync(GPUNN_FULL_MASK, lane, 9, 8);         // lane 1 of its 8 lanes
+  r[4] = __shfl_xor_sync(GPUNN_FULL_MASK, lane, 5, 16);    // within 16 lanes
+  r[5] = __shfl_down_sync(GPUNN_FULL_MASK, lane, 2, 8);    // not past its 8 lanes
+  r[6] = static_cast<int>(__ballot_sync(GPUNN_FULL_MASK, lane % 3 == 0));
+  r[7] = __any_sync(GPUNN_FULL_MASK, lane == 31) + 2 * __all_sync(GPUNN_FULL_MASK, lane < 31);
+  if (threadIdx.x < 32)
+    for (int k = 0; k < 8; ++k) out[32 * k + lane] = r[k];
 }
 
 GPUNN_EXPORT(block_partials<float>)
@@ -54,4 +92,8 @@ GPUNN_EXPORT(row_max<float>)
 GPUNN_EXPORT(row_max<double>)
 GPUNN_EXPORT(count_threads)
 GPUNN_EXPORT(divergent_barrier)
+GPUNN_EXPORT(split_barrier)
+GPUNN_EXPORT(divergent_shuffle)
+GPUNN_EXPORT(mixed_warp_primitives)
+GPUNN_EXPORT(partial_mask)
 GPUNN_EXPORT(shuffles)
