@@ -7,6 +7,7 @@ tested against it.
 
 The ops are grouped by topic in mixins, one module each: :class:`LayerOps`
 (``ops_layers.py``: dense, activations, penalties, dropout, normalization),
+:class:`FusedOps` (``ops_fused.py``: Dense fused with its activation),
 :class:`LossOps` (``ops_losses.py``: fused losses), :class:`MetricOps`
 (``ops_metrics.py``: metric reductions) and :class:`OptimOps` (``ops_optim.py``:
 optimizer updates, norms, clipping). :class:`NumpyBackend` combines them with the array
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.backends import updates
+from gpunn.backends.ops_fused import FusedOps
 from gpunn.backends.ops_layers import LayerOps
 from gpunn.backends.ops_losses import LossOps
 from gpunn.backends.ops_metrics import MetricOps
@@ -30,7 +32,7 @@ from gpunn.backends.ops_optim import OptimOps
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-class NumpyBackend(LayerOps, LossOps, MetricOps, OptimOps):
+class NumpyBackend(FusedOps, LayerOps, LossOps, MetricOps, OptimOps):
     """Runs every op with NumPy on the CPU."""
 
     name = "cpu"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpunn import initializers, regularizers
 from gpunn.arena import ParamSpec
+from gpunn.backends.ops_fused import FUSABLE
 from gpunn.layers import activations
 from gpunn.layers.base import Layer
 
@@ -56,7 +57,7 @@ class Dense(Layer):
             kernel_regularizer, "kernel_regularizer"
         )
         self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
-        self._x = None
+        self._x = self._saved = None
 
     def output_dim(self, n_in: int) -> int:
         return self.units
@@ -86,30 +87,43 @@ class Dense(Layer):
         if self.activation is not None:
             self.activation.bind(backend, {}, {})
 
+    def _split(self, activate: bool):
+        """``(fused, options, rest)``: the activation the backend fuses with the GEMM
+        and the bias (``"identity"`` when there is none to fuse) with its options,
+        and the activation layer left to run after it (softmax), or None."""
+        act = self.activation if activate else None
+        if act is None or act.activation not in FUSABLE:
+            return "identity", {}, act
+        return act.activation, act.options, None
+
     def forward(self, x, training: bool = False, activate: bool = True):
         """``activation(x @ W + b)``; with ``activate=False`` the activation is
         skipped (the model fuses a final softmax/sigmoid into its loss). Pass the same
-        ``activate`` to :meth:`backward`."""
-        if training:
-            self._x = x
-        y = self.backend.dense_forward(
-            x, self.params["kernel"], self.params.get("bias")
+        ``activate`` to :meth:`backward`. The bias add and a fusable activation run
+        as one backend op (``dense_activation``)."""
+        fused, options, rest = self._split(activate)
+        y, saved = self.backend.dense_activation(
+            x, self.params["kernel"], self.params.get("bias"), fused, options
         )
-        if self.activation is None or not activate:
-            return y
-        return self.activation.forward(y, training)
+        if training:
+            self._x, self._saved = x, saved
+        return y if rest is None else rest.forward(y, training)
 
     def backward(self, dy, activate: bool = True):
         """Writes the gradients of ``W`` and ``b`` (data term plus any regularizer's)
         and returns ``dx``; ``activate=False`` as in :meth:`forward`."""
-        if self.activation is not None and activate:
-            dy = self.activation.backward(dy)
-        dx = self.backend.dense_backward_(
+        fused, options, rest = self._split(activate)
+        if rest is not None:
+            dy = rest.backward(dy)
+        dx = self.backend.backprop_dense_activation_(
             self._x,
             self.params["kernel"],
             dy,
+            self._saved,
             self.grads["kernel"],
             self.grads.get("bias"),
+            fused,
+            options,
             need_dx=self.needs_dx,
         )
         for key, regularizer in self._regularized():
