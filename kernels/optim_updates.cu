@@ -1,12 +1,15 @@
 // Fused optimizer updates: one launch updates the whole flat parameter arena.
 //
-// Launch: any 1-D grid of 1-D blocks (grid-stride loop over the n elements; n may be
-// 0). Args: the arena buffers (param, grad, the optimizer's state; all contiguous, n
+// Launch (elementwise kernels, sgd_update ... adamax_update): any 1-D grid of 1-D
+// blocks (grid-stride loop over the n elements; n may be 0). The segmented kernels of
+// LARS and LAMB (lars_update, lamb_direction, lamb_apply) walk a table of chunks
+// instead: see their section below.
+// Args: the arena buffers (param, grad, the optimizer's state; all contiguous, n
 // elements of T; a state buffer whose option is off is never touched, so the launcher
 // may pass any array there), n, then the hyperparameters as T and the flags as int,
-// in the order of each signature. Scalars
-// that torch derives on the host (bias corrections, step sizes, 1 - beta) come in
-// precomputed, exactly as gpunn.backends.updates computes them.
+// in the order of each signature. Scalars that torch derives on the host (bias
+// corrections, step sizes, 1 - beta) come in precomputed, exactly as
+// gpunn.backends.updates computes them.
 //
 // Each kernel performs the operations of its reference in gpunn/backends/updates.py in
 // the same order, each rounded to T (compiled without FMA contraction), so float64
@@ -200,6 +203,101 @@ __global__ void adamax_update(T* __restrict__ param, const T* __restrict__ grad,
   }
 }
 
+// Segmented kernels (LARS, LAMB): block b walks the entries b, b + grid, ... of a
+// table that splits the arena into chunks of one tensor each (entry e covers elements
+// [entry_start[e], entry_start[e + 1]) of tensor entry_seg[e]; the entries cover all
+// n elements), so each block reads its tensor's trust ratio once. Launch: 1-D blocks
+// of a multiple of 32 threads, any grid. adapt (one 0/1 per tensor) is NULL when
+// every tensor adapts.
+#define OPTIM_FOR_ENTRY(e, lo, hi, seg)                                       \
+  for (long long e = blockIdx.x; e < n_entries; e += gridDim.x)               \
+    for (long long lo = entry_start[e], hi = entry_start[e + 1],              \
+                   seg = entry_seg[e], once_ = 1;                             \
+         once_; once_ = 0)
+
+// LARS (updates.lars_): g = ratio[tensor] * (g + weight_decay * adapt * p), then
+// SGD's momentum without dampening; buf unused when momentum is 0.
+template <typename T>
+__global__ void lars_update(T* __restrict__ param, const T* __restrict__ grad,
+                            T* __restrict__ buf, const T* __restrict__ ratio,
+                            const T* __restrict__ adapt,
+                            const long long* __restrict__ entry_start,
+                            const long long* __restrict__ entry_seg,
+                            long long n_entries, T lr, T momentum, T weight_decay,
+                            int maximize, int first_step) {
+  OPTIM_FOR_ENTRY(e, lo, hi, seg) {
+    const T r = ratio[seg];
+    const T decay = adapt != nullptr ? weight_decay * adapt[seg] : weight_decay;
+    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+      T p = param[i];
+      T g = maximize ? -grad[i] : grad[i];
+      if (weight_decay != T(0)) g = g + decay * p;
+      g = g * r;
+      if (momentum != T(0)) {
+        T b = first_step ? g : buf[i] * momentum + g;
+        buf[i] = b;
+        g = b;
+      }
+      param[i] = p - lr * g;
+    }
+  }
+}
+
+// LAMB, first half (updates.lamb_direction_): both moments and the direction
+// r = m / bc1 / (sqrt(v / bc2) + eps) + weight_decay * adapt * p, and per entry the
+// sums of p^2 and r^2 (partials[e] and partials[n_entries + e], float64) for the
+// norms of the trust ratio (optim_norms.cu: trust_ratio_finish).
+template <typename T>
+__global__ void lamb_direction(const T* __restrict__ param, const T* __restrict__ grad,
+                               T* __restrict__ exp_avg, T* __restrict__ exp_avg_sq,
+                               T* __restrict__ direction, const T* __restrict__ adapt,
+                               const long long* __restrict__ entry_start,
+                               const long long* __restrict__ entry_seg,
+                               long long n_entries, T w1, T rest1, T beta2,
+                               T one_minus_beta2, T eps, T weight_decay,
+                               T bias_correction1, T bias_correction2, int maximize,
+                               double* __restrict__ partials) {
+  __shared__ double scratch[GPUNN_MAX_WARPS];
+  OPTIM_FOR_ENTRY(e, lo, hi, seg) {
+    const T decay = adapt != nullptr ? weight_decay * adapt[seg] : weight_decay;
+    double sum_p = 0, sum_r = 0;
+    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+      const T p = param[i];
+      const T g = maximize ? -grad[i] : grad[i];
+      const T m = lerp_(exp_avg[i], g, w1, rest1);
+      const T v = exp_avg_sq[i] * beta2 + (one_minus_beta2 * g) * g;
+      exp_avg[i] = m;
+      exp_avg_sq[i] = v;
+      T r = m / bias_correction1 / (sqrt_(v / bias_correction2) + eps);
+      if (weight_decay != T(0)) r = r + decay * p;
+      direction[i] = r;
+      sum_p += static_cast<double>(p) * static_cast<double>(p);
+      sum_r += static_cast<double>(r) * static_cast<double>(r);
+    }
+    sum_p = gpunn::block_sum(sum_p, scratch);
+    sum_r = gpunn::block_sum(sum_r, scratch);
+    if (threadIdx.x == 0) {
+      partials[e] = sum_p;
+      partials[n_entries + e] = sum_r;
+    }
+  }
+}
+
+// LAMB, second half (updates.lamb_apply_): p -= lr * ratio[tensor] * r.
+template <typename T>
+__global__ void lamb_apply(T* __restrict__ param, const T* __restrict__ direction,
+                           const T* __restrict__ ratio,
+                           const long long* __restrict__ entry_start,
+                           const long long* __restrict__ entry_seg,
+                           long long n_entries, T lr) {
+  OPTIM_FOR_ENTRY(e, lo, hi, seg) {
+    const T step = lr * ratio[seg];
+    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x)
+      param[i] = param[i] - step * direction[i];
+  }
+}
+
+
 GPUNN_EXPORT(sgd_update<float>)
 GPUNN_EXPORT(sgd_update<double>)
 GPUNN_EXPORT(adam_update<float>)
@@ -214,3 +312,9 @@ GPUNN_EXPORT(adadelta_update<float>)
 GPUNN_EXPORT(adadelta_update<double>)
 GPUNN_EXPORT(adamax_update<float>)
 GPUNN_EXPORT(adamax_update<double>)
+GPUNN_EXPORT(lars_update<float>)
+GPUNN_EXPORT(lars_update<double>)
+GPUNN_EXPORT(lamb_direction<float>)
+GPUNN_EXPORT(lamb_direction<double>)
+GPUNN_EXPORT(lamb_apply<float>)
+GPUNN_EXPORT(lamb_apply<double>)
