@@ -78,15 +78,13 @@ class Accuracy(Metric):
     ``logit > 0`` vs ``target > 0.5`` (binary)."""
 
     name, tasks = "accuracy", CLASSIFICATION
-    _per_sample = 1
 
     def batch_stats(self, backend, outputs, targets):
-        binary = self.loss.task == "binary"
-        self._per_sample = outputs.shape[1] if binary else 1
         return backend.count_correct(outputs, targets, self.loss.task)
 
     def result(self, totals, n_samples):
-        return float(totals / max(n_samples * self._per_sample, 1))
+        correct, scored = totals  # ignored labels are not scored
+        return float(correct / scored) if scored else float("nan")
 
 
 class BinaryAccuracy(Accuracy):
@@ -114,7 +112,8 @@ class TopKAccuracy(Metric):
         return backend.count_top_k(outputs, targets, self.k)
 
     def result(self, totals, n_samples):
-        return float(totals / max(n_samples, 1))
+        hits, scored = totals  # ignored labels are not scored
+        return float(hits / scored) if scored else float("nan")
 
     def __repr__(self) -> str:
         return f"TopKAccuracy(k={self.k})"

@@ -29,11 +29,19 @@ def softplus(v):  # log(1 + e^v) without overflow
     return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
-def ref_ce(z, y, class_weight=None, label_smoothing=0.0, temperature=1.0):
+def ref_ce(
+    z, y, class_weight=None, label_smoothing=0.0, temperature=1.0, ignore_index=None
+):
     """PyTorch's CrossEntropyLoss formulas; returns per-sample terms and divisor."""
     n, c = z.shape
     w = np.ones(c) if class_weight is None else np.asarray(class_weight)
     ls, terms = label_smoothing, []
+    if ignore_index is not None:
+        kept = [i for i in range(n) if y[i] != ignore_index]
+        part, divisor = ref_ce(z[kept], y[kept], class_weight, ls, temperature)
+        terms = np.zeros(n)
+        terms[kept] = part
+        return list(terms), divisor if kept else 1.0
     for i in range(n):
         zi = [v / temperature for v in z[i]]
         nll = [lse(zi) - v for v in zi]
@@ -146,6 +154,12 @@ def labels(rng):
     return rng.integers(0, 5, N)
 
 
+def labels_ignoring(rng, ignore=-100):
+    y = labels(rng)
+    y[[1, 4]] = ignore
+    return y
+
+
 def sample_weight(rng):
     return rng.uniform(0, 2, N)
 
@@ -187,6 +201,18 @@ CASES = {
         logits,
         labels,
         lambda z, y: ref_ce(z, y, W5, 0.3, 2.5),
+    ),
+    "ce-ignore-weight-smooth": (
+        losses.SoftmaxCrossEntropy(0.2, W5, ignore_index=-100),
+        logits,
+        labels_ignoring,
+        lambda z, y: ref_ce(z, y, W5, 0.2, ignore_index=-100),
+    ),
+    "ce-ignore-in-range-temp": (
+        losses.SoftmaxCrossEntropy(temperature=2.0, ignore_index=1),
+        logits,
+        labels,
+        lambda z, y: ref_ce(z, y, temperature=2.0, ignore_index=1),
     ),
     "ce-probs": (losses.get("cross_entropy"), logits, probs, ref_ce),
     "ce-probs-all": (
@@ -295,6 +321,35 @@ def test_class_and_sample_weights_combine_as_documented(backend, rng):
     w = np.array(W5)[y]
     value, _ = run_loss(backend, loss, z, y, np.float64, s)
     assert float(value) == pytest.approx((s * w * single).sum() / w.sum(), rel=1e-12)
+
+
+def test_ignore_index_leaves_samples_out(backend, rng):
+    """An ignored sample changes nothing; every sample ignored gives 0 and a zero
+    gradient (PyTorch gives NaN)."""
+    z, y, s = logits(rng), labels_ignoring(rng), sample_weight(rng)
+    loss = losses.SoftmaxCrossEntropy(0.1, W5, ignore_index=-100)
+    value, grad = run_loss(backend, loss, z, y, np.float64, s)
+    kept = y != -100
+    alone, alone_grad = run_loss(backend, loss, z[kept], y[kept], np.float64, s[kept])
+    assert float(value) == pytest.approx(float(alone), rel=1e-12)
+    grad = backend.to_numpy(grad)
+    assert not grad[~kept].any()
+    np.testing.assert_allclose(grad[kept], backend.to_numpy(alone_grad), atol=1e-15)
+    for options in ({}, {"class_weight": W5, "label_smoothing": 0.2}):
+        loss = losses.SoftmaxCrossEntropy(ignore_index=3, **options)
+        value, grad = run_loss(backend, loss, z, np.full(N, 3), np.float64)
+        assert float(value) == 0 and not backend.to_numpy(grad).any()
+
+
+def test_ignore_index_options_and_targets():
+    loss = losses.get("cross_entropy", ignore_index=-100, label_smoothing=0.1)
+    assert loss.op_options(Recorder(), np.float32)["ignore_index"] == -100
+    assert loss.get_config()["ignore_index"] == -100
+    assert losses.get(loss.get_config()).get_config() == loss.get_config()
+    assert "ignore_index" not in CE3.get_config()  # configs saved before it match
+    assert "ignore_index" not in CE3.op_options(Recorder(), np.float32)
+    y = loss.prepare_targets(np.array([2.0, -100.0, 0.0]), 3, np.float32)
+    assert y.dtype == np.int64 and y.tolist() == [2, -100, 0]
 
 
 # ------------------------------------------------------------------ extremes
@@ -532,6 +587,16 @@ def test_names_aliases_options_and_configs():
         ),
         (lambda: losses.SoftmaxCrossEntropy(temperature="2"), TypeError, "temperature"),
         (
+            lambda: losses.SoftmaxCrossEntropy(ignore_index=1.5),
+            TypeError,
+            "ignore_index must be None or an int, got 1.5",
+        ),
+        (
+            lambda: losses.SoftmaxCrossEntropy(ignore_index=True),
+            TypeError,
+            "ignore_index",
+        ),
+        (
             lambda: losses.SoftmaxCrossEntropy(class_weight=[1, -1]),
             ValueError,
             r"class_weight must be a non-empty 1-D .* got \[1, -1\]",
@@ -598,6 +663,20 @@ BAD_TARGETS = [
     (CE3, 3, np.zeros((2, 4)), InvalidInputError, r"\(n, 3\), got shape \(2, 4\)"),
     (CE3, 3, np.zeros((2, 3, 1)), InvalidInputError, r"shape \(n,\)"),
     (CE3, 3, np.array(["a", "b"]), TypeError, "integer labels"),
+    (
+        losses.SoftmaxCrossEntropy(ignore_index=-100),
+        3,
+        [0, -100, 3],
+        LabelError,
+        r"labels in \[0, 3\) \(or ignore_index=-100\) .* got 3 at index 2",
+    ),
+    (
+        losses.SoftmaxCrossEntropy(ignore_index=-100),
+        3,
+        [[1, 0, 0], [0, 1, 0]],
+        InvalidInputError,
+        r"ignore_index=-100 needs integer labels y of shape \(n,\)",
+    ),
     (
         losses.SoftmaxCrossEntropy(class_weight=[1, 1]),
         3,

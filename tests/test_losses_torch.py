@@ -23,7 +23,7 @@ def t64(a):
 
 def torch_ce(options):
     def terms(z, y):
-        weight = options.get("class_weight")
+        weight, ignore = options.get("class_weight"), options.get("ignore_index")
         target = torch.tensor(y) if y.ndim == 1 else t64(y)
         none = F.cross_entropy(
             z / options.get("temperature", 1.0),
@@ -31,9 +31,12 @@ def torch_ce(options):
             weight=None if weight is None else t64(weight),
             label_smoothing=options.get("label_smoothing", 0.0),
             reduction="none",
+            ignore_index=-100 if ignore is None else ignore,
         )
-        index = y.ndim == 1 and weight is not None
-        return none, float(np.asarray(weight)[y].sum()) if index else len(y)
+        if y.ndim != 1:
+            return none, len(y)
+        kept = y[y != ignore]  # torch's mean divides by the kept rows' weights
+        return none, float(np.asarray(weight)[kept].sum()) if weight else len(kept)
 
     return terms
 
@@ -80,7 +83,12 @@ def torch_mdn(z, y):
 
 def ce_case(options, rows):
     def targets(rng):
-        return rng.dirichlet(np.ones(5) * 0.5, N) if rows else rng.integers(0, 5, N)
+        if rows:
+            return rng.dirichlet(np.ones(5) * 0.5, N)
+        y = rng.integers(0, 5, N)
+        if options.get("ignore_index") is not None:
+            y[[2, 5]] = options["ignore_index"]
+        return y
 
     return (
         losses.SoftmaxCrossEntropy(**options),
@@ -95,6 +103,12 @@ CASES = {
     "ce-weight-smooth": ce_case({"class_weight": W, "label_smoothing": 0.15}, False),
     "ce-temperature": ce_case({"temperature": 3.0, "label_smoothing": 0.05}, False),
     "ce-rows-weight-smooth": ce_case({"class_weight": W, "label_smoothing": 0.2}, True),
+    "ce-ignore-weight-smooth": ce_case(
+        {"class_weight": W, "label_smoothing": 0.15, "ignore_index": -100}, False
+    ),
+    "ce-ignore-in-range-smooth-temperature": ce_case(
+        {"ignore_index": 1, "label_smoothing": 0.1, "temperature": 2.0}, False
+    ),
     "bce-pos-weight": (
         losses.BinaryCrossEntropy([2.0, 0.5, 1.0, 4.0], 0.1),
         torch_bce({"pos_weight": [2.0, 0.5, 1.0, 4.0], "label_smoothing": 0.1}),
@@ -156,3 +170,14 @@ def test_loss_and_gradient_match_torch(backend, dtype, case, seed):
     assert value.dtype == dtype and grad.dtype == dtype
     assert_close(float(value), expected.item(), dtype, REDUCTION_TOL)
     assert_close(backend.to_numpy(grad), zt.grad.numpy(), dtype, REDUCTION_TOL)
+
+
+@pytest.mark.parametrize("weight", [None, W], ids=["unweighted", "class_weight"])
+def test_all_ignored_batch_is_zero_where_torch_gives_nan(backend, weight):
+    z, y = np.random.default_rng(0).standard_normal((4, 5)), np.full(4, -100)
+    w = None if weight is None else t64(weight)
+    assert torch.isnan(F.cross_entropy(t64(z), torch.tensor(y), weight=w))
+    loss = losses.SoftmaxCrossEntropy(0.1, weight, ignore_index=-100)
+    t = backend.asarray(loss.prepare_targets(y, 5, np.float64))
+    value, grad = loss(backend, backend.asarray(z), t)
+    assert float(value) == 0 and not backend.to_numpy(grad).any()

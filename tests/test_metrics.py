@@ -337,3 +337,27 @@ def test_a_task_string_still_names_the_loss_kind():
     assert metrics.get("accuracy", "multiclass").loss.task == "multiclass"
     assert metrics.get("binary_accuracy", "binary").loss.task == "binary"
     assert metrics.get("r2", "regression").loss.task == "regression"
+
+
+def test_fit_with_ignored_labels_scores_only_the_kept_rows():
+    """ignore_index rows add nothing to the loss and are left out of accuracy and
+    top-k accuracy (their denominators count only the kept rows)."""
+    import gpunn
+    from gpunn.layers import Dense
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4))
+    y = rng.integers(0, 3, 40)
+    y_ignored = y.copy()
+    y_ignored[::4] = -100
+    model = gpunn.Sequential([Dense(3)], input_dim=4, backend="cpu", seed=0)
+    loss = gpunn.losses.SoftmaxCrossEntropy(ignore_index=-100)
+    model.compile(loss, "sgd", metrics=["accuracy", "top_k_accuracy"])
+    kept = y_ignored != -100
+    result = model.evaluate(X, y_ignored)
+    predicted = model.predict(X).argmax(axis=1)
+    assert result["accuracy"] == pytest.approx(np.mean(predicted[kept] == y[kept]))
+    full = model.evaluate(X[kept], y[kept])
+    assert result["loss"] == pytest.approx(full["loss"])
+    assert result["top_k_accuracy"] == pytest.approx(full["top_k_accuracy"])
+    model.fit(X, y_ignored, epochs=1, batch_size=8, verbose=0)

@@ -202,25 +202,24 @@ def test_dense_forward_backward(backend, dtype, rng, bias):
 
 def test_count_correct(backend, dtype):
     out = backend.asarray(np.array([[0.1, 0.9], [2.0, -1.0], [0.0, 3.0]], dtype))
-    assert (
-        int(
-            backend.count_correct(
-                out, backend.asarray(np.array([1, 0, 0])), "multiclass"
-            )
-        )
-        == 2
-    )
+    labels = backend.asarray(np.array([1, 0, 0]))
+    counts = backend.to_numpy(backend.count_correct(out, labels, "multiclass"))
+    assert counts.tolist() == [2, 3]
     logits = backend.asarray(np.array([[0.5], [-0.5], [2.0]], dtype))
-    assert (
-        int(
-            backend.count_correct(
-                logits,
-                backend.asarray(np.array([[1.0], [1.0], [1.0]], dtype)),
-                "binary",
-            )
-        )
-        == 2
-    )
+    targets = backend.asarray(np.array([[1.0], [1.0], [1.0]], dtype))
+    assert backend.to_numpy(
+        backend.count_correct(logits, targets, "binary")
+    ).tolist() == [2, 3]
+
+
+def test_ignored_labels_are_not_scored(backend, dtype):
+    out = backend.asarray(np.array([[0.1, 0.9], [2.0, -1.0], [0.0, 3.0]], dtype))
+    labels = backend.asarray(np.array([1, -100, 0]))
+    host = backend.to_numpy
+    assert host(backend.count_correct(out, labels, "multiclass")).tolist() == [1, 2]
+    assert host(backend.count_top_k(out, labels, 1)).tolist() == [1, 2]
+    counts = host(backend.class_counts(out, labels, "multiclass"))
+    assert counts.tolist() == [0, 1, 0, 2, 1, 1]  # [tp | predicted | actual]
 
 
 @pytest.mark.parametrize("op", ["binary_cross_entropy", "mse"])

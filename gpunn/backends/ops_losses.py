@@ -8,6 +8,8 @@ outputs' dtype, so a training step never waits for the device just to read the l
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 
@@ -22,6 +24,7 @@ class LossOps:
         class_weight=None,
         label_smoothing: float = 0.0,
         temperature: float = 1.0,
+        ignore_index: int | None = None,
     ):
         """Cross-entropy of ``softmax(logits / temperature)`` and its gradient in one
         call: PyTorch's ``CrossEntropyLoss(weight=class_weight,
@@ -36,42 +39,58 @@ class LossOps:
         target mass of row ``i`` and ``m_i`` its sum. Stable for any finite logits and
         for ``-inf`` logits that get no target mass.
 
-        Shape: logits ``(batch, C)``; labels ``(batch,)`` integers in ``[0, C)`` (the
-        range is checked by the caller, once per dataset) or rows ``(batch, C)``;
-        sample_weight ``(batch,)``, class_weight ``(C,)``; floats of the logits' dtype.
+        ``ignore_index`` (integer labels only): rows whose label equals it add nothing
+        to the loss, get zero ``dlogits`` and leave ``D`` (the sum of ``w[y_i]``, or
+        the count, over the kept rows), as PyTorch's ``ignore_index``; a batch with
+        every row ignored gives loss 0 and zero ``dlogits`` (PyTorch: NaN).
+
+        Shape: logits ``(batch, C)``; labels ``(batch,)`` integers in ``[0, C)`` or
+        equal to ``ignore_index`` (the range is checked by the caller, once per
+        dataset) or rows ``(batch, C)``; sample_weight ``(batch,)``, class_weight
+        ``(C,)``; floats of the logits' dtype.
         Returns: ``(loss, dlogits)``, loss a 0-d array of the logits' dtype.
         """
-        self._check_cross_entropy(logits, labels, sample_weight, class_weight)
+        self._check_cross_entropy(
+            logits, labels, sample_weight, class_weight, ignore_index
+        )
         z = logits if temperature == 1 else logits / temperature
         shifted = z - z.max(axis=1, keepdims=True)
         dlogits = self.xp.exp(shifted)
         sums = dlogits.sum(axis=1, keepdims=True)
-        fill_ = self._ce_labels_ if labels.ndim == 1 else self._ce_rows_
-        loss = fill_(
-            dlogits, shifted, sums, labels, sample_weight, class_weight, label_smoothing
-        )
+        options = (labels, sample_weight, class_weight, label_smoothing)
+        if labels.ndim == 1:
+            loss = self._ce_labels_(dlogits, shifted, sums, *options, ignore_index)
+        else:
+            loss = self._ce_rows_(dlogits, shifted, sums, *options)
         if temperature != 1:
             dlogits /= temperature
         return loss, dlogits
 
-    def _ce_labels_(self, dlogits, shifted, sums, labels, sw, cw, ls):
+    def _ce_labels_(self, dlogits, shifted, sums, labels, sw, cw, ls, ignore=None):
         """Integer labels: turns ``dlogits = exp(shifted)`` into ``m p - q`` in place
         and returns the loss (see :meth:`softmax_cross_entropy`)."""
         xp, (n, c) = self.xp, shifted.shape
         rows = xp.arange(n)
+        keep = None if ignore is None else labels != ignore
+        if keep is not None:
+            labels = xp.where(keep, labels, 0)  # any class: these rows weigh 0
         w = 1 if cw is None else cw[labels]
-        coef = 1 / max(n, 1) if cw is None else 1 / w.sum()
+        if keep is None:
+            coef = 1 / max(n, 1) if cw is None else 1 / w.sum()
+        else:
+            coef = _kept_coef(xp, keep, w, shifted.dtype)
         coef = coef if sw is None else sw * coef
         hard = coef * w * (1 - ls)
         log_sums = xp.log(sums)
-        loss = ((log_sums[:, 0] - shifted[rows, labels]) * hard).sum()
+        nll = _kept(xp, keep, log_sums[:, 0] - shifted[rows, labels])
+        loss = (nll * hard).sum()
         mass = _column(hard)
         if ls:
             soft = _column(coef * (ls / c))
             w_all, total = (1, c) if cw is None else (cw, cw.sum())
             # sum_c w_c nll_ic = W lse_i - sum_c w_c shifted_ic: both terms >= 0
             spread = total * log_sums - (shifted * w_all).sum(axis=1, keepdims=True)
-            loss = loss + (soft * spread).sum()
+            loss = loss + (soft * _kept(xp, keep, spread)).sum()
             mass = mass + soft * total
         dlogits *= mass / sums
         dlogits[rows, labels] -= hard
@@ -113,10 +132,7 @@ class LossOps:
         Shape: logits and targets ``(batch, k)``, sample_weight ``(batch,)``,
         pos_weight ``(k,)`` or ``(1,)``, all of the logits' dtype.
         """
-        _check_like("binary_cross_entropy", logits, targets)
-        n, k = logits.shape
-        _check_vector("binary_cross_entropy", "sample_weight", sample_weight, n, logits)
-        _check_vector("binary_cross_entropy", "pos_weight", pos_weight, k, logits, 1)
+        self._check_binary_cross_entropy(logits, targets, sample_weight, pos_weight)
         xp = self.xp
         t = targets
         if label_smoothing:
@@ -246,7 +262,17 @@ class LossOps:
         return outputs - targets
 
     @staticmethod
-    def _check_cross_entropy(logits, labels, sample_weight, class_weight) -> None:
+    def _check_binary_cross_entropy(logits, targets, sample_weight, pos_weight):
+        op = "binary_cross_entropy"
+        _check_like(op, logits, targets)
+        n, k = logits.shape
+        _check_vector(op, "sample_weight", sample_weight, n, logits)
+        _check_vector(op, "pos_weight", pos_weight, k, logits, 1)
+
+    @staticmethod
+    def _check_cross_entropy(
+        logits, labels, sample_weight, class_weight, ignore_index=None
+    ) -> None:
         n = logits.shape[0]
         index = labels.shape == (n,) and labels.dtype.kind in "iu"
         rows = labels.shape == logits.shape and labels.dtype == logits.dtype
@@ -259,6 +285,19 @@ class LossOps:
         op = "softmax_cross_entropy"
         _check_vector(op, "sample_weight", sample_weight, n, logits)
         _check_vector(op, "class_weight", class_weight, logits.shape[1], logits)
+        if ignore_index is None:
+            return
+        if isinstance(ignore_index, bool) or not isinstance(
+            ignore_index, numbers.Integral
+        ):
+            raise TypeError(
+                f"{op} needs ignore_index None or an int, got {ignore_index!r}"
+            )
+        if labels.ndim != 1:
+            raise ValueError(
+                f"{op} takes ignore_index={ignore_index} with integer labels only, "
+                f"got probability rows of shape {labels.shape}"
+            )
 
 
 def _check_like(op: str, outputs, targets) -> None:
@@ -268,6 +307,23 @@ def _check_like(op: str, outputs, targets) -> None:
             f"{op} needs targets of the outputs' shape {outputs.shape} and dtype "
             f"{outputs.dtype}, got shape {targets.shape} and dtype {targets.dtype}"
         )
+
+
+def _kept_coef(xp, keep, w, dtype):
+    """Per row ``1 / D`` on the kept rows and 0 on the ignored ones: ``D = sum_i
+    w_i`` over the kept rows (their count when ``w`` is 1), 1 when none is kept."""
+    kept = keep.astype(dtype)
+    total = (kept if isinstance(w, int) else kept * w).sum()
+    total = xp.where(keep.any(), total, 1)
+    return xp.where(keep, 1 / total, 0)
+
+
+def _kept(xp, keep, a):
+    """``a`` (per row, ``(batch,)`` or ``(batch, 1)``) with ignored rows set to 0, so
+    an infinite term of an ignored row does not turn into ``0 * inf``."""
+    if keep is None:
+        return a
+    return xp.where(keep if a.ndim == 1 else keep[:, None], a, 0)
 
 
 def _column(a):

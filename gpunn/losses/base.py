@@ -116,9 +116,12 @@ def values_like(loss: str, y, width: int, dtype, what: str = "") -> np.ndarray:
     return y.astype(dtype)
 
 
-def integer_labels(loss: str, y, n_classes: int) -> np.ndarray:
-    """Class labels ``(n,)`` in ``[0, n_classes)`` (integral floats accepted) as
-    int64; LabelError names the first bad value and its index."""
+def integer_labels(
+    loss: str, y, n_classes: int, ignore_index: int | None = None
+) -> np.ndarray:
+    """Class labels ``(n,)`` in ``[0, n_classes)`` or equal to ``ignore_index``
+    (integral floats accepted) as int64; LabelError names the first bad value and
+    its index."""
     if y.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
         if bad.size:
@@ -128,11 +131,15 @@ def integer_labels(loss: str, y, n_classes: int) -> np.ndarray:
             )
     elif y.dtype.kind not in "iub":
         raise TypeError(f"y for {loss} must be integer labels, got dtype {y.dtype}")
-    bad = np.flatnonzero((y < 0) | (y >= n_classes))
+    bad = (y < 0) | (y >= n_classes)
+    if ignore_index is not None:
+        bad &= y != ignore_index
+    bad = np.flatnonzero(bad)
     if bad.size:
         i = int(bad[0])
+        ignored = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
         raise LabelError(
-            f"y must hold labels in [0, {n_classes}) for a model with "
+            f"y must hold labels in [0, {n_classes}){ignored} for a model with "
             f"{n_classes} outputs, got {y[i].item()!r} at index {i}"
         )
     return y.astype(np.int64)

@@ -3,6 +3,8 @@ cross-entropy on logits (PyTorch's ``CrossEntropyLoss`` / ``BCEWithLogitsLoss``)
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from gpunn.checks import check_real
@@ -34,6 +36,14 @@ class SoftmaxCrossEntropy(Loss):
     Label smoothing: Szegedy et al., "Rethinking the Inception Architecture", 2016;
     temperature: Hinton et al., "Distilling the Knowledge in a Neural Network", 2015.
 
+    With ``ignore_index`` (PyTorch's ``ignore_index``, e.g. ``-100`` for padding),
+    samples labelled with it add nothing to the loss (the label-smoothing term
+    included), get a zero gradient and leave the denominator: ``sum_i w[y_i]`` (or
+    the count) runs over the other samples. A batch in which every sample is ignored
+    gives loss 0 and a zero gradient, where PyTorch gives NaN: there is nothing to
+    learn from it, and a NaN would stop training with a NonFiniteError. Metrics such
+    as accuracy still count the ignored samples.
+
     Args:
         label_smoothing: ``ls`` in [0, 1]: the share of the target spread uniformly
             over the classes. Default: 0.0.
@@ -42,9 +52,14 @@ class SoftmaxCrossEntropy(Loss):
         temperature: ``T > 0`` dividing the logits in the loss (the gradient is
             divided by ``T`` too); ``predict`` still returns ``softmax(z)``.
             Default: 1.0.
+        ignore_index: None or an int: the label of samples to leave out (any int,
+            inside ``[0, C)`` or not). Integer labels only: probability rows raise
+            ValueError. Default: None (PyTorch's default is -100; pass it to get
+            PyTorch's behaviour).
 
-    Shape: logits ``(batch, C)``; targets integer labels ``(batch,)`` in ``[0, C)``,
-    or rows ``(batch, C)`` that are >= 0 and sum to 1 (within 1e-4).
+    Shape: logits ``(batch, C)``; targets integer labels ``(batch,)`` in ``[0, C)``
+    (or equal to ``ignore_index``), or rows ``(batch, C)`` that are >= 0 and sum to
+    1 (within 1e-4).
     Exact one-hot rows are kept as labels (cheaper; the same numbers) unless
     ``class_weight`` is set, where PyTorch normalises probability targets by the
     batch size instead of ``sum_i w[y_i]``: one-hot rows then give PyTorch's
@@ -54,10 +69,13 @@ class SoftmaxCrossEntropy(Loss):
     name = op = "softmax_cross_entropy"
     task, link = "multiclass", "softmax"
 
-    def __init__(self, label_smoothing=0.0, class_weight=None, temperature=1.0):
+    def __init__(
+        self, label_smoothing=0.0, class_weight=None, temperature=1.0, ignore_index=None
+    ):
         self.label_smoothing = check_real("label_smoothing", label_smoothing, 0, 1)
         self.class_weight = weight_vector("class_weight", class_weight)
         self.temperature = check_real("temperature", temperature, 0, lo_open=True)
+        self.ignore_index = _check_ignore_index(ignore_index)
 
     def op_options(self, backend, dtype):
         options = {}
@@ -69,6 +87,8 @@ class SoftmaxCrossEntropy(Loss):
             options["label_smoothing"] = self.label_smoothing
         if self.temperature != 1:
             options["temperature"] = self.temperature
+        if self.ignore_index is not None:
+            options["ignore_index"] = self.ignore_index
         return options
 
     def prepare_targets(self, y, n_outputs, dtype):
@@ -78,7 +98,12 @@ class SoftmaxCrossEntropy(Loss):
                 f"{n_outputs} outputs (one per class)"
             )
         if y.ndim == 1:
-            return integer_labels(self.name, y, n_outputs)
+            return integer_labels(self.name, y, n_outputs, self.ignore_index)
+        if self.ignore_index is not None:
+            raise InvalidInputError(
+                f"ignore_index={self.ignore_index} needs integer labels y of shape "
+                f"(n,), got rows of shape {y.shape}"
+            )
         if y.ndim != 2 or y.shape[1] != n_outputs:
             raise InvalidInputError(
                 f"y for {self.name} must be integer labels of shape (n,) or one-hot / "
@@ -110,12 +135,24 @@ class SoftmaxCrossEntropy(Loss):
 
     def get_config(self):
         weight = self.class_weight
-        return {
+        config = {
             "name": self.name,
             "label_smoothing": self.label_smoothing,
             "class_weight": None if weight is None else weight.tolist(),
             "temperature": self.temperature,
         }
+        if self.ignore_index is not None:  # configs saved before it stay equal
+            config["ignore_index"] = self.ignore_index
+        return config
+
+
+def _check_ignore_index(value):
+    """None or an int (bools refused); returns it as int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"ignore_index must be None or an int, got {value!r}")
+    return int(value)
 
 
 class BinaryCrossEntropy(Loss):
