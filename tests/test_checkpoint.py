@@ -244,7 +244,7 @@ def snapshot(model) -> dict:
     """What a refused resume must leave as it was."""
     found = fingerprint(model, gpunn.History())
     dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
-    found["dropout_rng"] = [d.generator.bit_generator.state for d in dropouts]
+    found["dropout_rng"] = [d.generator.get_state() for d in dropouts]
     found["lr"] = model.optimizer.hyperparameters()["lr"]
     return found
 

@@ -109,7 +109,7 @@ def test_generator_states_round_trip_through_json():
     x = np.ones((6, 4))
 
     def draws():
-        mask = backend.to_numpy(backend.dropout(x, 0.5, dropout.generator)[1])
+        mask = backend.to_numpy(backend.dropout(x, 0.5, dropout.generator)[0])
         return model.rng.permutation(50), mask
 
     saved = json.dumps(

@@ -8,7 +8,7 @@ unchanged.
 
 from __future__ import annotations
 
-from gpunn.backends import special
+from gpunn.backends import philox, special
 
 
 class LayerOps:
@@ -184,20 +184,34 @@ class LayerOps:
 
     # ---------------------------------------------------------------- random
     def dropout(self, x, rate: float, generator):
-        """Inverted dropout: ``y = x * mask`` with ``mask = (u >= rate) / (1 - rate)``
-        and ``u ~ U[0, 1)`` drawn from ``generator`` in x's dtype, so each element is
-        zeroed with probability ``rate`` and ``E[y] = x``. ``rate`` in ``[0, 1)``.
+        """Inverted dropout: ``y = x * keep / (1 - rate)``, each element zeroed with
+        probability ``rate``, so ``E[y] = x``. ``rate`` in ``[0, 1)``.
 
-        Returns: ``(y, mask)``, the mask in x's dtype with the scale folded in.
+        Element ``j`` (row-major) is kept iff word ``j`` of ``generator``'s stream is
+        ``>= floor(rate * 2**64)`` (:mod:`gpunn.backends.philox`): with a
+        :class:`~gpunn.backends.philox.CounterRNG` the kernels draw the same mask bit
+        for bit. The scale ``1 / (1 - rate)`` is rounded once to x's dtype.
+
+        Args:
+            x: the input, ``(batch, n)`` (any shape works).
+            rate: probability of zeroing an element.
+            generator: a ``CounterRNG`` (or a NumPy generator: its raw words).
+
+        Returns: ``(y, mask)``; ``mask`` is a small
+        :class:`~gpunn.backends.philox.DropoutMask` (a bool keep array here) for
+        :meth:`backprop_dropout`, never a float tensor.
         """
-        keep = generator.random(x.shape, dtype=x.dtype) >= rate
-        mask = keep.astype(x.dtype)
-        mask *= 1 / (1 - rate)
-        return x * mask, mask
+        threshold = philox.dropout_threshold(rate)
+        words = self.xp.asarray(philox.raw_words(generator, x.size))
+        keep = (words >= threshold).reshape(x.shape)
+        mask = philox.DropoutMask(tuple(x.shape), 1 / (1 - rate), keep=keep)
+        return x * mask.multiplier(self.xp, x.dtype), mask
 
     def backprop_dropout(self, dy, mask):
-        """``dy * mask`` with the mask :meth:`dropout` returned."""
-        return dy * mask
+        """``dy * keep / (1 - rate)`` with the mask :meth:`dropout` returned (in
+        dy's dtype); ValueError when dy's shape is not the mask's."""
+        mask.check(dy)
+        return dy * mask.multiplier(self.xp, dy.dtype)
 
     def gaussian_noise(self, x, stddev: float, generator):
         """``x + stddev * z`` with ``z ~ N(0, 1)`` drawn from ``generator`` in x's

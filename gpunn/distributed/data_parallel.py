@@ -94,7 +94,7 @@ class DataParallel:
                 if getattr(layer, "generator", None) is not None:
                     words = np.random.SeedSequence([layer.seed, self.rank])
                     seed = int(words.generate_state(1, np.uint64)[0]) >> 1
-                    layer.generator = model.backend.generator(seed)
+                    layer.generator = layer.new_generator(model.backend, seed)
             model._dp_seeded = (self.rank, self.size)
 
     def sync_layer_state(self) -> None:

@@ -1,13 +1,18 @@
 """Layers that add noise while training: ``Dropout`` and ``GaussianNoise``.
 
-Each draws a seed from the model's generator in ``build`` and asks the backend for a
-generator of its own in ``bind`` (a cuRAND generator on the GPU), so a run is
-reproducible from the model's seed, masks are drawn on the device, and no global RNG is
-touched. In eval mode both return their input array itself.
+Each draws a seed from the model's generator in ``build`` and makes a generator of its
+own from it in ``bind`` (:meth:`_Noise.new_generator`), so a run is reproducible from
+the model's seed, noise is drawn on the device, and no global RNG is touched. Dropout's
+is a counter-based :class:`~gpunn.backends.philox.CounterRNG` (Philox4x64-10): the
+same masks on the CPU and the GPU, bit for bit, and a state (key, counter) that
+checkpoints save and restore on both. GaussianNoise asks the backend for one
+(``numpy.random.Generator``; cuRAND on the GPU). In eval mode both return their input
+array itself.
 """
 
 from __future__ import annotations
 
+from gpunn.backends.philox import CounterRNG
 from gpunn.checks import check_real
 from gpunn.layers.base import Layer
 
@@ -27,7 +32,12 @@ class _Noise(Layer):
 
     def bind(self, backend, params, grads):
         super().bind(backend, params, grads)
-        self.generator = backend.generator(self.seed)
+        self.generator = self.new_generator(backend, self.seed)
+
+    def new_generator(self, backend, seed: int):
+        """The layer's generator for ``seed`` (also used by data-parallel training to
+        reseed each rank): the backend's by default."""
+        return backend.generator(seed)
 
     def flops_per_sample(self) -> int:
         return self.n_in or 0
@@ -42,6 +52,11 @@ class Dropout(_Noise):
     applied while training, so inference needs no rescaling. The backward pass
     multiplies by the same mask and scale.
 
+    The mask comes from a counter-based generator (Philox4x64-10, seeded from the
+    model's seed): element ``j`` is kept iff the ``j``-th 64-bit word drawn is
+    ``>= floor(rate * 2**64)``, so the CPU and GPU backends draw identical masks and a
+    resumed run continues the same stream (see :mod:`gpunn.backends.philox`).
+
     Args:
         rate: probability of zeroing an element, in ``[0, 1)``; 0 makes the layer the
             identity.
@@ -54,6 +69,10 @@ class Dropout(_Noise):
         super().__init__(name)
         self.rate = check_real("rate", rate, 0, 1, hi_open=True)
         self._mask = None
+
+    def new_generator(self, backend, seed: int):
+        """A :class:`~gpunn.backends.philox.CounterRNG`, on every backend."""
+        return CounterRNG(seed)
 
     def forward(self, x, training: bool = False):
         if not training:

@@ -16,9 +16,10 @@ Tensors, by documented names:
 Metadata ``"gpunn.format"`` is ``"training"``; the JSON under
 ``"gpunn.training_state"`` holds the dtype, the layer and loss configs, the
 optimizer's class, hyperparameters (the lr as a constant or a schedule config) and :meth:`~gpunn.optim.Optimizer.host_state` (step counter, ``lr_scale``),
-the generator states of the model and of its dropout/noise layers (``null`` on the
-GPU, where CuPy does not expose them: a resumed GPU run draws other masks), each
-callback's state and the loop position.
+the generator states of the model and of its dropout/noise layers (dropout's
+counter-based generator on every backend; GaussianNoise's is ``null`` on the GPU,
+where CuPy does not expose cuRAND's state, so a resumed GPU run draws other noise),
+each callback's state and the loop position.
 """
 
 from __future__ import annotations
@@ -364,8 +365,17 @@ def _checked_rngs(model, saved: dict) -> dict:
     for layer in _noise_layers(model):
         state = saved["layers"][layer.name]
         if state is not None and model.backend.generator_state(layer.generator):
-            type(layer.generator.bit_generator)(0).state = state
+            _scratch_set_state(layer.generator, state)
     return saved
+
+
+def _scratch_set_state(generator, state) -> None:
+    """Sets ``state`` on a fresh generator of ``generator``'s kind (ValueError or
+    TypeError when it does not fit), leaving ``generator`` alone."""
+    if hasattr(generator, "set_state"):  # gpunn's own (dropout's CounterRNG)
+        type(generator)(0).set_state(state)
+    else:
+        type(generator.bit_generator)(0).state = state
 
 
 def _matched_callbacks(callbacks, state: dict, tensors: dict) -> list:

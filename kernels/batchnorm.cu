@@ -1,0 +1,233 @@
+// Batch normalization over the columns of a (rows, cols) matrix: training forward
+// (batch mean, biased variance, normalize, affine, running statistics), eval forward
+// and backward, as the NumPy reference (ops_layers.py). Column statistics are summed
+// in double, in a fixed order (no atomics), so the same input gives the same bits.
+//
+// Launch contract (common.cuh): 1-D grid of 1-D blocks, block a multiple of 32.
+// Column passes (grid = chunks * tile-groups from the launcher, a multiple of chunks):
+//   block b takes row chunk b % chunks and the 32-column tiles b / chunks, b / chunks +
+//   gridDim / chunks, ...; lane = column in the tile, warp w sums the rows chunk *
+//   warps + w, + chunks * warps, ... in order, then warp 0 adds the warps in order and
+//   writes partials[plane][chunk][col] (double, planes of chunks * cols).
+//   bn_stats_partials<T>(x, partials, rows, cols, chunks, pass): pass 0 writes plane 0
+//     = sums of x; pass 1 (after pass 0) writes plane 1 = sums of (x - mean)^2, with
+//     the double mean = plane-0 total / rows (two passes: no E[x^2] - mean^2
+//     cancellation for a large mean).
+//   bn_backward_partials<T>(dy, x_hat, partials, rows, cols, chunks): plane 0 = sums
+//     of dy, plane 1 = sums of dy * x_hat.
+// Per column (grid-stride over cols; any grid):
+//   bn_stats_finalize<T>(partials, chunks, rows, cols, eps, mean, inv_std,
+//     running_mean, running_var, keep, momentum, unbiased): from the plane totals
+//     (added over chunks in order) the double mean as two T words, mean[c] = T(mean)
+//     and mean[cols + c] = T(mean - mean[c]), and inv_std = T(1 / sqrt(var + eps));
+//     running = running * keep + momentum * batch (T arithmetic, keep = 1 -
+//     momentum, the batch mean mean[c], the variance T(var) * unbiased, unbiased =
+//     n / (n - 1)).
+//   bn_backward_finalize<T>(partials, chunks, cols, sums, dgamma, dbeta, has_dgamma,
+//     has_dbeta): sums[0:cols] = T(sum dy), sums[cols:] = T(sum dy * x_hat), copied
+//     to dbeta / dgamma when present.
+// Elementwise (grid-stride over n = rows * cols; column = i % cols):
+//   bn_normalize<T>(x, mean, inv_std, gamma, beta, x_hat, y, n, cols, affine):
+//     x_hat = ((x - mean[c]) - mean[cols + c]) * inv_std (the first difference is
+//     exact near the mean, so a float32 x with a large mean keeps its precision);
+//     y = x_hat * gamma + beta when affine.
+//   bn_eval<T>(x, mean, var, gamma, beta, y, n, cols, eps, has_gamma, has_beta):
+//     y = (x - mean) * (1 / sqrt(var + eps) [* gamma]) [+ beta].
+//   bn_backward_dx<T>(dy, x_hat, inv_std, gamma, sums, dx, n, cols, neg_inv_n,
+//     has_gamma): dx = ((x_hat * S2 + S1) * neg_inv_n + dy) * ([gamma *] inv_std).
+// Args: T arrays contiguous; absent optional arrays are any valid pointer with their
+// flag (int) 0; eps double in the stats, T in eval; keep, momentum, unbiased and
+// neg_inv_n in T, rounded by the launcher. Sizes long long.
+// Instantiate: float, double.
+#include "common.cuh"
+
+namespace {
+
+struct Pair {
+  double a, b;
+};
+
+__device__ __forceinline__ float sqrt_(float x) { return sqrtf(x); }
+__device__ __forceinline__ double sqrt_(double x) { return sqrt(x); }
+
+// Sum over chunks, in order, of column col of the plane starting at p.
+__device__ __forceinline__ double column_total(const double* p, long long chunks,
+                                               long long cols, long long col) {
+  double total = 0.0;
+  for (long long k = 0; k < chunks; ++k) total += p[k * cols + col];
+  return total;
+}
+
+// The column pass of the top comment. column(col) -> a functor i -> Pair for element
+// i of that column (set up once per column); NS planes (1: .a only) are written.
+// Every thread runs every tile, so the barriers are uniform.
+template <int NS, typename ColumnF>
+__device__ __forceinline__ void column_partials(long long rows, long long cols,
+                                                long long chunks, double* partials,
+                                                ColumnF column) {
+  __shared__ double scratch[2][GPUNN_MAX_WARPS][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n_warps = blockDim.x >> 5;
+  const long long chunk = blockIdx.x % chunks, tiles = (cols + 31) / 32;
+  for (long long tile = blockIdx.x / chunks; tile < tiles;
+       tile += gridDim.x / chunks) {
+    const long long col = tile * 32 + lane;
+    Pair sum{0.0, 0.0};
+    if (col < cols) {
+      auto term = column(col);
+      for (long long row = chunk * n_warps + warp; row < rows;
+           row += chunks * n_warps) {
+        const Pair p = term(row * cols + col);
+        sum.a += p.a;
+        sum.b += p.b;
+      }
+    }
+    scratch[0][warp][lane] = sum.a;
+    scratch[1][warp][lane] = sum.b;
+    __syncthreads();
+    if (warp == 0 && col < cols) {
+      Pair total{scratch[0][0][lane], scratch[1][0][lane]};
+      for (int w = 1; w < n_warps; ++w) {
+        total.a += scratch[0][w][lane];
+        total.b += scratch[1][w][lane];
+      }
+      partials[chunk * cols + col] = total.a;
+      if (NS == 2) partials[(chunks + chunk) * cols + col] = total.b;
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+template <typename T>
+__global__ void bn_stats_partials(const T* __restrict__ x, double* partials,
+                                  long long rows, long long cols, long long chunks,
+                                  int pass) {
+  if (pass == 0) {
+    column_partials<1>(rows, cols, chunks, partials, [&](long long) {
+      return [=](long long i) { return Pair{(double)x[i], 0.0}; };
+    });
+    return;
+  }
+  column_partials<1>(rows, cols, chunks, partials + chunks * cols, [&](long long col) {
+    const double mean = column_total(partials, chunks, cols, col) / rows;
+    return [=](long long i) {
+      const double d = (double)x[i] - mean;
+      return Pair{d * d, 0.0};
+    };
+  });
+}
+
+template <typename T>
+__global__ void bn_stats_finalize(const double* __restrict__ partials, long long chunks,
+                                  long long rows, long long cols, double eps,
+                                  T* __restrict__ mean, T* __restrict__ inv_std,
+                                  T* __restrict__ running_mean,
+                                  T* __restrict__ running_var, T keep, T momentum,
+                                  T unbiased) {
+  GPUNN_GRID_STRIDE(c, cols) {
+    const double mean_d = column_total(partials, chunks, cols, c) / rows;
+    const double var = column_total(partials + chunks * cols, chunks, cols, c) / rows;
+    const T m = (T)mean_d;
+    mean[c] = m;
+    mean[cols + c] = (T)(mean_d - (double)m);
+    inv_std[c] = (T)(1.0 / sqrt(var + eps));
+    const T rm = running_mean[c] * keep, bm = momentum * m;
+    running_mean[c] = rm + bm;
+    const T rv = running_var[c] * keep, bv = momentum * ((T)var * unbiased);
+    running_var[c] = rv + bv;
+  }
+}
+
+template <typename T>
+__global__ void bn_normalize(const T* __restrict__ x, const T* __restrict__ mean,
+                             const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                             const T* __restrict__ beta, T* __restrict__ x_hat,
+                             T* __restrict__ y, long long n, long long cols,
+                             int affine) {
+  GPUNN_GRID_STRIDE(i, n) {
+    const long long c = i % cols;
+    const T d = x[i] - mean[c], e = d - mean[cols + c], h = e * inv_std[c];
+    x_hat[i] = h;
+    if (affine) {
+      const T g = h * gamma[c];
+      y[i] = g + beta[c];
+    }
+  }
+}
+
+template <typename T>
+__global__ void bn_eval(const T* __restrict__ x, const T* __restrict__ mean,
+                        const T* __restrict__ var, const T* __restrict__ gamma,
+                        const T* __restrict__ beta, T* __restrict__ y, long long n,
+                        long long cols, T eps, int has_gamma, int has_beta) {
+  GPUNN_GRID_STRIDE(i, n) {
+    const long long c = i % cols;
+    const T v = var[c] + eps, r = sqrt_(v);
+    T scale = T(1) / r;
+    if (has_gamma) scale = scale * gamma[c];
+    const T d = x[i] - mean[c];
+    T out = d * scale;
+    if (has_beta) out = out + beta[c];
+    y[i] = out;
+  }
+}
+
+template <typename T>
+__global__ void bn_backward_partials(const T* __restrict__ dy,
+                                     const T* __restrict__ x_hat, double* partials,
+                                     long long rows, long long cols, long long chunks) {
+  column_partials<2>(rows, cols, chunks, partials, [&](long long) {
+    return [=](long long i) {
+      const double g = (double)dy[i];
+      return Pair{g, g * (double)x_hat[i]};
+    };
+  });
+}
+
+template <typename T>
+__global__ void bn_backward_finalize(const double* __restrict__ partials,
+                                     long long chunks, long long cols,
+                                     T* __restrict__ sums, T* __restrict__ dgamma,
+                                     T* __restrict__ dbeta, int has_dgamma,
+                                     int has_dbeta) {
+  GPUNN_GRID_STRIDE(c, cols) {
+    const T s1 = (T)column_total(partials, chunks, cols, c);
+    const T s2 = (T)column_total(partials + chunks * cols, chunks, cols, c);
+    sums[c] = s1;
+    sums[cols + c] = s2;
+    if (has_dbeta) dbeta[c] = s1;
+    if (has_dgamma) dgamma[c] = s2;
+  }
+}
+
+template <typename T>
+__global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x_hat,
+                               const T* __restrict__ inv_std,
+                               const T* __restrict__ gamma, const T* __restrict__ sums,
+                               T* __restrict__ dx, long long n, long long cols,
+                               T neg_inv_n, int has_gamma) {
+  GPUNN_GRID_STRIDE(i, n) {
+    const long long c = i % cols;
+    const T a = x_hat[i] * sums[cols + c], b = a + sums[c], e = b * neg_inv_n;
+    const T f = e + dy[i];
+    const T s = has_gamma ? gamma[c] * inv_std[c] : inv_std[c];
+    dx[i] = f * s;
+  }
+}
+
+GPUNN_EXPORT(bn_stats_partials<float>)
+GPUNN_EXPORT(bn_stats_partials<double>)
+GPUNN_EXPORT(bn_stats_finalize<float>)
+GPUNN_EXPORT(bn_stats_finalize<double>)
+GPUNN_EXPORT(bn_normalize<float>)
+GPUNN_EXPORT(bn_normalize<double>)
+GPUNN_EXPORT(bn_eval<float>)
+GPUNN_EXPORT(bn_eval<double>)
+GPUNN_EXPORT(bn_backward_partials<float>)
+GPUNN_EXPORT(bn_backward_partials<double>)
+GPUNN_EXPORT(bn_backward_finalize<float>)
+GPUNN_EXPORT(bn_backward_finalize<double>)
+GPUNN_EXPORT(bn_backward_dx<float>)
+GPUNN_EXPORT(bn_backward_dx<double>)
