@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 import gpunn
-from gpunn import backends, cli_device, datasets, distributed, optim, schedules
+from gpunn import backends, cli_bench, cli_device, datasets, distributed, optim, schedules
 from gpunn.callbacks import Callback, EarlyStopping
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.layers import (
@@ -153,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         help="let float32 matmuls on the GPU use TF32 tensor cores (default: off)",
     )
     cli_device.add_parsers(sub)
+    cli_bench.add_parser(sub)
     return parser
 
 
@@ -320,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return train(args)
+        if args.command == "bench":
+            return cli_bench.bench(args)
         return cli_device.COMMANDS[args.command](args)
     except (gpunn.BackendUnavailableError, ValueError, TypeError, OSError) as exc:
         print(f"gpunn {args.command}: error: {exc}", file=sys.stderr)

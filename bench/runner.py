@@ -1,0 +1,335 @@
+"""The comparison behind ``gpunn bench``: every case of the grid, every side, one run.
+
+For each case (model, batch size, precision) on one device:
+
+1. Build each side (gpunn, the contenders asked for, the GEMM floor) from the same
+   initial weights and batches; time its first step (first-step latency, which for
+   ``torch.compile`` includes compiling) and ``WARMUP`` more, while its peak memory is
+   tracked (:mod:`gpunn.bench.memory`). A side that raises is reported, not timed.
+2. The gate: each side's first-step loss must agree with gpunn's within the
+   precision's tolerance; a side that disagrees is reported and not timed.
+3. Timing: ``rounds`` rounds (5, or ``steps`` when fewer); in each, every side runs
+   one untimed step, then ``ceil(steps / rounds)`` steps between two device
+   synchronizations, in an order rotated every round, so load from elsewhere falls
+   on all sides alike. A side's step
+   time is the median over rounds of round time / steps.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import math
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from gpunn.bench import contenders, models
+from gpunn.bench.models import PRECISIONS, Case
+
+WARMUP = 2
+ROUNDS = 5
+QUICK = {"models": ("tiny",), "steps": 5, "against": ("torch", "numpy")}
+QUICK_BATCHES = {"cpu": (64, 256), "gpu": (256, 4096)}
+
+
+@dataclass
+class Options:
+    """What to run; None fields take the device's defaults (or ``--quick``'s)."""
+
+    device: str = "auto"
+    models: tuple | None = None
+    batch_sizes: tuple | None = None
+    precisions: tuple = ("fp32",)
+    against: tuple | None = None
+    steps: int | None = None
+    quick: bool = False
+    check_finite: bool = True
+
+    def resolved(self) -> Options:
+        """A copy with the device chosen and every default filled in."""
+        device = self.device
+        if device == "auto":
+            from gpunn.backends import gpu_status
+
+            device = "gpu" if gpu_status()[0] is not None else "cpu"
+        elif device == "gpu":
+            from gpunn.backends import get_backend
+
+            get_backend("gpu")  # no usable GPU: BackendUnavailableError with the fix
+        elif device != "cpu":
+            raise ValueError(f"device must be cpu, gpu or auto, got {device!r}")
+        quick = self.quick
+        return Options(
+            device=device,
+            models=self.models or (QUICK["models"] if quick else
+                                   models.DEFAULT_MODELS[device]),
+            batch_sizes=self.batch_sizes or (QUICK_BATCHES[device] if quick else
+                                             models.DEFAULT_BATCHES[device]),
+            precisions=self.precisions,
+            against=self.against or (QUICK["against"] if quick else contenders.AGAINST),
+            steps=self.steps or (QUICK["steps"] if quick else 20),
+            quick=quick,
+            check_finite=self.check_finite,
+        )
+
+
+@dataclass
+class SideResult:
+    """One side of one case, as the JSON stores it (times in seconds)."""
+
+    key: str
+    label: str
+    status: str = "ok"  # ok | disagrees | error
+    error: str | None = None
+    first_loss: float | None = None
+    loss_rel_diff: float | None = None
+    first_step_s: float | None = None
+    peak_bytes: int | None = None
+    step_s: list = field(default_factory=list)
+    median_step_s: float | None = None
+    samples_per_s: float | None = None
+    tflops: float | None = None
+    gpunn_speedup: float | None = None  # this side's step time / gpunn's
+    pct_gemm_floor: float | None = None  # the floor's step time / this side's, in %
+    compile_s: float | None = None  # torch.compile: first step minus a step
+
+    @property
+    def timed(self) -> bool:
+        return self.status == "ok" and self.median_step_s is not None
+
+
+def run(options: Options, progress=None) -> dict:
+    """Runs the grid of ``options`` (resolved here) and returns the report dict that
+    :mod:`gpunn.bench.report` prints, saves and plots."""
+    from gpunn.bench import report
+
+    options = options.resolved()
+    cases, skipped = _cases(options)
+    against = [name for name in options.against if name in contenders.SIDES]
+    for name in against:
+        reason = contenders.unavailable(name, options.device)
+        if reason:
+            skipped.append({"contender": name, "reason": reason})
+    against = [n for n in against if not contenders.unavailable(n, options.device)]
+    keys = ["gpunn"] + [k for n in against for k, _ in contenders.SIDES[n]]
+    rounds = min(ROUNDS, options.steps)
+    bar = progress or Progress(len(cases) * (len(keys) + 1) * (rounds + 1))
+    started = datetime.datetime.now().astimezone()
+    contenders.prepare(_factories(against, options), options.device)
+    records = [_run_case(case, against, options, rounds, bar) for case in cases]
+    bar.close()
+    return {
+        "format": "gpunn-bench/1",
+        "created": started.isoformat(timespec="seconds"),
+        "machine": report.machine(options.device),
+        "settings": {
+            **asdict(options),
+            "rounds": rounds,
+            "steps_per_round": math.ceil(options.steps / rounds),
+            "warmup_steps": WARMUP,
+            "optimizer": f"Adam(lr={models.LR})",
+            "loss": "softmax cross-entropy",
+            "dtype": "float32",
+            "memory": _memory_method(options.device),
+        },
+        "skipped": skipped,
+        "cases": records,
+    }
+
+
+def _cases(options: Options) -> tuple[list, list]:
+    cases, skipped = [], []
+    for precision in options.precisions:
+        if PRECISIONS[precision].gpu_only and options.device != "gpu":
+            skipped.append(
+                {"precision": precision, "reason": "a GPU tensor-core mode; the CPU "
+                 "computes float32 GEMMs in float32 (that is fp32)"}
+            )
+            continue
+        for model in options.models:
+            for batch in options.batch_sizes:
+                cases.append(Case(model, batch, precision, options.device))
+    return cases, skipped
+
+
+def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
+    weights = models.initial_weights(case.sizes)
+    xp = _xp(case.device)
+    batches = models.synthetic_batches(case.sizes, case.batch, xp)
+    sides, results = [], []
+    for key, factory in _factories(against, options):
+        bar.step(f"{case.label()}: building {key}")
+        side, result = _build(key, factory, case, weights, batches)
+        results.append(result)
+        if side is not None:
+            sides.append((side, result))
+    _gate(case, results)
+    live = [(s, r) for s, r in sides if r.status == "ok"]
+    per_round = math.ceil(options.steps / rounds)
+    for r in range(rounds):
+        for side, result in live[r % len(live):] + live[: r % len(live)]:
+            bar.step(f"{case.label()}: {result.key} round {r + 1}/{rounds}")
+            result.step_s.append(_time_steps(side, per_round))
+    _summarize(case, results)
+    bar.case_done(case.label())
+    del sides, live
+    _free(case.device)
+    return {
+        "model": case.model,
+        "sizes": list(case.sizes),
+        "batch": case.batch,
+        "precision": case.precision,
+        "tf32": PRECISIONS[case.precision].tf32,
+        "device": case.device,
+        "flops_per_step": case.flops,
+        "parameters": models.parameter_count(case.sizes),
+        "loss_rtol": PRECISIONS[case.precision].loss_rtol,
+        "reference_loss": results[0].first_loss,
+        "sides": [asdict(r) for r in results],
+    }
+
+
+def _factories(against, options: Options) -> list:
+    """``[(side key, factory(case, weights, batches))]``: gpunn, the contenders,
+    the GEMM floor."""
+    def ours(case, weights, batches):
+        return contenders.Gpunn(case, weights, batches, options.check_finite)
+
+    factories = [("gpunn", ours)]
+    factories += [pair for name in against for pair in contenders.SIDES[name]]
+    return factories + [("gemm-floor", contenders.GemmFloor)]
+
+
+def _build(key, factory, case, weights, batches):
+    """``(side or None, SideResult)``: built, first step timed, warmed up."""
+    result = SideResult(key=key, label=key)
+    try:
+        with contenders.tracker(key, case.device) as peak:
+            side = factory(case, weights, batches)
+            result.label = side.label
+            start = time.perf_counter()
+            loss = side.first_step()
+            side.sync()
+            result.first_step_s = time.perf_counter() - start
+            side.steps(WARMUP)
+            side.sync()
+        result.first_loss, result.peak_bytes = loss, peak.peak_bytes
+        return side, result
+    except Exception as exc:  # noqa: BLE001 - any failure of one side is reported
+        result.status, result.error = "error", f"{type(exc).__name__}: {exc}"[:500]
+        _free(case.device)
+        return None, result
+
+
+def _gate(case: Case, results: list) -> None:
+    """Marks every side whose first-step loss is not gpunn's within the tolerance;
+    without gpunn's loss nothing is timed."""
+    reference, rtol = results[0].first_loss, PRECISIONS[case.precision].loss_rtol
+    for result in results:
+        if result.status != "ok" or result.key == "gemm-floor":
+            continue
+        if reference is None:
+            result.status, result.error = "error", "gpunn did not run: no reference"
+            continue
+        diff = abs(result.first_loss - reference) / max(abs(reference), 1e-30)
+        result.loss_rel_diff = diff
+        if not diff <= rtol:  # NaN disagrees too
+            result.status = "disagrees"
+    if reference is None:
+        for result in results:
+            if result.key == "gemm-floor" and result.status == "ok":
+                result.status, result.error = "error", "gpunn did not run"
+
+
+def _time_steps(side, n: int) -> float:
+    """Seconds per step of ``n`` steps, after one untimed step that takes the cost
+    of switching from another side (cold caches, sleeping BLAS or OpenMP threads)."""
+    side.steps(1)
+    side.sync()
+    start = time.perf_counter()
+    side.steps(n)
+    side.sync()
+    return (time.perf_counter() - start) / n
+
+
+def _summarize(case: Case, results: list) -> None:
+    for result in results:
+        if result.status == "ok" and result.step_s:
+            median = result.median_step_s = statistics.median(result.step_s)
+            result.samples_per_s = case.batch / median
+            result.tflops = case.flops / median / 1e12
+    timed = {r.key: r for r in results if r.timed}
+    ours, floor = timed.get("gpunn"), timed.get("gemm-floor")
+    for result in timed.values():
+        if ours is not None:
+            result.gpunn_speedup = result.median_step_s / ours.median_step_s
+        if floor is not None:
+            result.pct_gemm_floor = 100 * floor.median_step_s / result.median_step_s
+        if result.key == "torch-compile":
+            result.compile_s = max(result.first_step_s - result.median_step_s, 0.0)
+
+
+def _xp(device: str):
+    if device == "gpu":
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
+
+
+def _free(device: str) -> None:
+    gc.collect()
+    if device != "gpu":
+        return
+    import cupy
+
+    cupy.get_default_memory_pool().free_all_blocks()
+    if sys.modules.get("torch") is not None:
+        sys.modules["torch"].cuda.empty_cache()
+
+
+def _memory_method(device: str) -> str:
+    if device == "gpu":
+        return ("peak device bytes while built and warmed up: CuPy pool peak "
+                "(gpunn, GEMM floor), torch.cuda.max_memory_allocated (torch)")
+    return ("peak growth of the process's resident set while built and warmed up "
+            "(sampled each ms; approximate)")
+
+
+class Progress:
+    """A progress bar on stderr when it is a terminal; else nothing until ``close``,
+    which prints how long the run took."""
+
+    def __init__(self, total: int, stream=None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.width = max(total, 1), 0, width
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.started = time.perf_counter()
+
+    def step(self, what: str) -> None:
+        self.done = min(self.done + 1, self.total)
+        if not self.tty:
+            return
+        filled = self.width * self.done // self.total
+        bar = "=" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(f"\r\033[K[{bar}] {self.done}/{self.total} "
+                          f"{elapsed:5.0f}s {what}"[: 200])
+        self.stream.flush()
+
+    def case_done(self, label: str) -> None:
+        """Off a terminal, one line per finished case."""
+        if not self.tty:
+            elapsed = time.perf_counter() - self.started
+            self.stream.write(f"gpunn bench: {label} done ({elapsed:.0f} s)\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        end = "\r\033[K" if self.tty else ""
+        seconds = time.perf_counter() - self.started
+        self.stream.write(f"{end}gpunn bench: done in {seconds:.1f} s\n")
+        self.stream.flush()
