@@ -14,7 +14,6 @@ WORKDIR /opt/gpunn
 COPY pyproject.toml README.md ./
 COPY gpunn ./gpunn
 COPY kernels ./kernels
-COPY bench ./bench
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir '.[cuda12x]'
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from suite import COPY_BYTES, RESULTS, median_seconds, usable_backend
 
-from gpunn.bench.timing import COPY_BYTES, RESULTS, median_seconds, usable_backend
 
 @pytest.fixture(scope="session", params=["cpu", "gpu"])
 def backend(request):
@@ -52,5 +52,7 @@ def pytest_terminal_summary(terminalreporter):
         else:
             continue
         write(f"{r['name'][:57]:<58}{median * 1e3:>11.3f}{rate:>14}{pct:>11.1f}%")
-    write("floors: copy bandwidth measured here (read + write) for the ops; the "
-          "step's own GEMMs alone for training steps")
+    write(
+        "floors: copy bandwidth measured here (read + write) for the ops; the "
+        "step's own GEMMs alone for training steps"
+    )

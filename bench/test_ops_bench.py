@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpunn.bench.timing import measure, random
+from suite import measure, random
 
 import gpunn
 from gpunn.layers import Dense
@@ -50,22 +50,29 @@ def test_activation(benchmark, backend, copy_rate, name, direction):
     else:
         y, dy = forward(backend, x), random(backend, (ROWS, COLS), seed=1)
         fn, arrays = (lambda: backward(backend, dy, x, y)), 3
-    measure(benchmark, backend, fn, bytes_moved=arrays * x.size * F32,
-            copy_rate=copy_rate)
+    measure(
+        benchmark, backend, fn, bytes_moved=arrays * x.size * F32, copy_rate=copy_rate
+    )
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_prelu(benchmark, backend, copy_rate, direction):
     """PReLU with one slope per unit; backward includes the slope gradient."""
-    x, weight = random(backend, (ROWS, COLS)), backend.asarray(
-        np.full(COLS, 0.25, np.float32))
+    x, weight = (
+        random(backend, (ROWS, COLS)),
+        backend.asarray(np.full(COLS, 0.25, np.float32)),
+    )
     if direction == "forward":
         fn, arrays = (lambda: backend.prelu(x, weight)), 2
     else:
-        dy, dweight = random(backend, (ROWS, COLS), seed=1), backend.xp.empty_like(weight)
+        dy, dweight = (
+            random(backend, (ROWS, COLS), seed=1),
+            backend.xp.empty_like(weight),
+        )
         fn, arrays = (lambda: backend.backprop_prelu_(dy, x, weight, dweight)), 3
-    measure(benchmark, backend, fn, bytes_moved=arrays * x.size * F32,
-            copy_rate=copy_rate)
+    measure(
+        benchmark, backend, fn, bytes_moved=arrays * x.size * F32, copy_rate=copy_rate
+    )
 
 
 @pytest.mark.parametrize("shape", [(4096, 10), (4096, 1000), (65536, 10)])
@@ -73,9 +80,14 @@ def test_softmax_cross_entropy(benchmark, backend, copy_rate, shape):
     """Loss and dlogits in one call: read the logits and labels, write dlogits."""
     logits = random(backend, shape, scale=3.0)
     labels = backend.asarray(np.random.default_rng(1).integers(0, shape[1], shape[0]))
-    fn = lambda: backend.softmax_cross_entropy(logits, labels)  # noqa: E731
-    measure(benchmark, backend, fn, bytes_moved=2 * logits.size * F32 + 8 * shape[0],
-            copy_rate=copy_rate)
+    fn = lambda: backend.softmax_cross_entropy(logits, labels)
+    measure(
+        benchmark,
+        backend,
+        fn,
+        bytes_moved=2 * logits.size * F32 + 8 * shape[0],
+        copy_rate=copy_rate,
+    )
 
 
 OPTIMIZERS = {
@@ -106,5 +118,11 @@ def test_optimizer_update(benchmark, backend, copy_rate, name, arena):
     opt = model.optimizer
     per_param = 3 + 2 * len(opt.state_names) + NORM_PASSES.get(name, 0)
     rounds = 3 if arena == "64M" and backend.name == "cpu" else None
-    measure(benchmark, backend, opt.step, rounds=rounds,
-            bytes_moved=per_param * model.arena.size * F32, copy_rate=copy_rate)
+    measure(
+        benchmark,
+        backend,
+        opt.step,
+        rounds=rounds,
+        bytes_moved=per_param * model.arena.size * F32,
+        copy_rate=copy_rate,
+    )

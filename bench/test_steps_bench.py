@@ -6,7 +6,7 @@ through the same BLAS."""
 from __future__ import annotations
 
 import pytest
-from gpunn.bench.timing import measure, median_seconds, usable_backend
+from suite import measure, median_seconds, usable_backend
 
 from gpunn.bench import contenders, models
 
@@ -29,5 +29,11 @@ def test_training_step(benchmark, device, model, batch):
     floor = contenders.GemmFloor(case, weights, batches)
     floor_s = median_seconds(backend, lambda: floor.steps(1), 7)
     ours.first_step()
-    measure(benchmark, backend, lambda: ours.steps(1), flops=case.flops,
-            floor_s=floor_s, rounds=10 if device == "cpu" else None)
+    measure(
+        benchmark,
+        backend,
+        lambda: ours.steps(1),
+        flops=case.flops,
+        floor_s=floor_s,
+        rounds=10 if device == "cpu" else None,
+    )

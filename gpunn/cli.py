@@ -12,7 +12,15 @@ import time
 import numpy as np
 
 import gpunn
-from gpunn import backends, cli_bench, cli_device, datasets, distributed, optim, schedules
+from gpunn import (
+    backends,
+    cli_bench,
+    cli_device,
+    datasets,
+    distributed,
+    optim,
+    schedules,
+)
 from gpunn.callbacks import Callback, EarlyStopping
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.layers import (

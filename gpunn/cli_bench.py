@@ -58,31 +58,62 @@ def add_parser(sub) -> None:
             "the table and a PNG plot into --out."
         ),
     )
-    bench.add_argument("--models", type=_names(tuple(models.MODELS)), default=None,
-                       help="comma-separated from tiny,A,B (default: tiny,A on the "
-                       "CPU, tiny,A,B on the GPU)")
-    bench.add_argument("--batch-sizes", type=_batches, default=None,
-                       help="default: 64,256,1024 on the CPU, 256,1024,4096,16384,"
-                       "65536 on the GPU")
-    bench.add_argument("--precision", type=_names(tuple(models.PRECISIONS)),
-                       default=("fp32",), help="fp32 (TF32 off) and/or tf32 (GPU "
-                       "only); default fp32")
-    bench.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
-                       help="default: the GPU when one is usable, else the CPU")
-    bench.add_argument("--against", type=_names(contenders.AGAINST), default=None,
-                       help="comma-separated from torch,torch-compile,numpy,sklearn "
-                       "(default: all that are installed and run on the device)")
-    bench.add_argument("--steps", type=_positive, default=None,
-                       help="timed steps per side and case (default 20)")
-    bench.add_argument("--out", type=Path, default=Path("bench-results"),
-                       help="folder for the JSON, table and plot "
-                       "(default: ./bench-results)")
-    bench.add_argument("--quick", action="store_true",
-                       help="a smoke run: model tiny, two batch sizes, 5 steps, "
-                       "against torch and numpy (under a minute on 2 CPU cores)")
-    bench.add_argument("--no-check-finite", dest="check_finite",
-                       action="store_false",
-                       help="time gpunn without its per-step finite check")
+    bench.add_argument(
+        "--models",
+        type=_names(tuple(models.MODELS)),
+        default=None,
+        help="comma-separated from tiny,A,B (default: tiny,A on the "
+        "CPU, tiny,A,B on the GPU)",
+    )
+    bench.add_argument(
+        "--batch-sizes",
+        type=_batches,
+        default=None,
+        help="default: 64,256,1024 on the CPU, 256,1024,4096,16384,65536 on the GPU",
+    )
+    bench.add_argument(
+        "--precision",
+        type=_names(tuple(models.PRECISIONS)),
+        default=("fp32",),
+        help="fp32 (TF32 off) and/or tf32 (GPU only); default fp32",
+    )
+    bench.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "auto"),
+        default="auto",
+        help="default: the GPU when one is usable, else the CPU",
+    )
+    bench.add_argument(
+        "--against",
+        type=_names(contenders.AGAINST),
+        default=None,
+        help="comma-separated from torch,torch-compile,numpy,sklearn "
+        "(default: all that are installed and run on the device)",
+    )
+    bench.add_argument(
+        "--steps",
+        type=_positive,
+        default=None,
+        help="timed steps per side and case (default 20)",
+    )
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help="folder for the JSON, table and plot (default: ./bench-results)",
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: model tiny, two batch sizes, 5 steps, "
+        "against torch and numpy (under a minute on 2 CPU cores)",
+    )
+    bench.add_argument(
+        "--no-check-finite",
+        dest="check_finite",
+        action="store_false",
+        help="time gpunn without its per-step finite check",
+    )
 
 
 def bench(args) -> int:

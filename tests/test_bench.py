@@ -4,6 +4,7 @@ reported, the files are right, the CLI names bad arguments, and ``--quick`` runs
 to end (CI's smoke test). No timing is asserted."""
 
 import importlib.util
+import io
 import itertools
 import json
 import os
@@ -32,9 +33,15 @@ def case(model="tiny", batch=32):
 def sides_for(c):
     weights = models.initial_weights(c.sizes)
     batches = models.synthetic_batches(c.sizes, c.batch)
-    found = [contenders.Gpunn(c, weights, batches), contenders.NumpyMLP(c, weights, batches)]
+    found = [
+        contenders.Gpunn(c, weights, batches),
+        contenders.NumpyMLP(c, weights, batches),
+    ]
     if HAS_TORCH:
-        found += [contenders.Torch(c, weights, batches, variant=v) for v in ("fused", "foreach")]
+        found += [
+            contenders.Torch(c, weights, batches, variant=v)
+            for v in ("fused", "foreach")
+        ]
     if HAS_SKLEARN:
         found.append(contenders.Sklearn(c, weights, batches))
     return found
@@ -63,7 +70,9 @@ def test_the_standard_models_and_their_counts():
     model = models.gpunn_model(a.sizes, "cpu")
     assert models.parameter_count(a.sizes) == model.count_params()
     w = models.initial_weights(a.sizes)
-    assert [p.shape for pair in w for p in pair] == [p.shape for p in model.get_weights()]
+    assert [p.shape for pair in w for p in pair] == [
+        p.shape for p in model.get_weights()
+    ]
     x0, y0 = models.synthetic_batches(a.sizes, 8)[0]
     assert x0.dtype == np.float32 and y0.dtype == np.int64 and x0.shape == (8, 784)
     assert np.any(x0 != 0) and 0 <= y0.min() and y0.max() < 10
@@ -86,9 +95,10 @@ def test_the_gemm_floor_computes_the_steps_products():
 def run_tiny(monkeypatch, against=("numpy",), **sides):
     for name, factory in sides.items():
         monkeypatch.setitem(contenders.SIDES, name, ((name, factory),))
-    options = runner.Options(device="cpu", models=("tiny",), batch_sizes=(16,),
-                             steps=2, against=against)
-    return runner.run(options, progress=runner.Progress(1, stream=open(os.devnull, "w")))
+    options = runner.Options(
+        device="cpu", models=("tiny",), batch_sizes=(16,), steps=2, against=against
+    )
+    return runner.run(options, progress=runner.Progress(1, stream=io.StringIO()))
 
 
 def by_key(result):
@@ -132,9 +142,12 @@ def test_agreeing_sides_get_every_number(monkeypatch):
     for s in (ours, sides["numpy"], floor):
         assert s["status"] == "ok" and s["median_step_s"] > 0
         assert s["samples_per_s"] == pytest.approx(16 / s["median_step_s"])
-        assert s["tflops"] == pytest.approx(c["flops_per_step"] / s["median_step_s"] / 1e12)
+        assert s["tflops"] == pytest.approx(
+            c["flops_per_step"] / s["median_step_s"] / 1e12
+        )
         assert s["pct_gemm_floor"] == pytest.approx(
-            100 * floor["median_step_s"] / s["median_step_s"])
+            100 * floor["median_step_s"] / s["median_step_s"]
+        )
         assert s["first_step_s"] > 0
     assert sides["numpy"]["loss_rel_diff"] <= 1e-4
     text = report.table(result)
@@ -143,16 +156,27 @@ def test_agreeing_sides_get_every_number(monkeypatch):
 
 
 def test_tf32_on_the_cpu_and_missing_contenders_are_skipped_with_reasons(monkeypatch):
-    monkeypatch.setattr(contenders, "unavailable",
-                        lambda name, device: "not here" if name == "sklearn" else None)
-    options = runner.Options(device="cpu", models=("tiny",), batch_sizes=(8,),
-                             precisions=("fp32", "tf32"), steps=1,
-                             against=("numpy", "sklearn"))
-    result = runner.run(options, progress=runner.Progress(1, stream=open(os.devnull, "w")))
+    monkeypatch.setattr(
+        contenders,
+        "unavailable",
+        lambda name, device: "not here" if name == "sklearn" else None,
+    )
+    options = runner.Options(
+        device="cpu",
+        models=("tiny",),
+        batch_sizes=(8,),
+        precisions=("fp32", "tf32"),
+        steps=1,
+        against=("numpy", "sklearn"),
+    )
+    result = runner.run(options, progress=runner.Progress(1, stream=io.StringIO()))
     assert [c["precision"] for c in result["cases"]] == ["fp32"]
-    reasons = {s.get("precision") or s.get("contender"): s["reason"]
-               for s in result["skipped"]}
-    assert "GPU tensor-core mode" in reasons["tf32"] and reasons["sklearn"] == "not here"
+    reasons = {
+        s.get("precision") or s.get("contender"): s["reason"] for s in result["skipped"]
+    }
+    assert (
+        "GPU tensor-core mode" in reasons["tf32"] and reasons["sklearn"] == "not here"
+    )
     assert "sklearn" not in by_key(result)
     assert "not run: sklearn: not here" in report.table(result)
 
@@ -166,7 +190,11 @@ def test_the_json_is_strict_and_the_files_are_written(monkeypatch, tmp_path):
     assert saved["format"] == "gpunn-bench/1"
     assert saved["machine"]["versions"]["gpunn"] == gpunn.__version__
     assert saved["settings"]["device"] == "cpu" and saved["settings"]["steps"] == 2
-    assert {s["key"] for s in saved["cases"][0]["sides"]} == {"gpunn", "numpy", "gemm-floor"}
+    assert {s["key"] for s in saved["cases"][0]["sides"]} == {
+        "gpunn",
+        "numpy",
+        "gemm-floor",
+    }
     assert Path(written["table"]).read_text() == report.table(result)
     if HAS_MPL:
         assert Path(written["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -213,18 +241,35 @@ def test_quick_runs_end_to_end(tmp_path):
     """CI's smoke test of the real command, in a fresh process."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "gpunn", "bench", "--quick", "--device", "cpu",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gpunn",
+            "bench",
+            "--quick",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "gpunn bench: done in" in done.stderr
     assert done.stdout.count("all sides agree within rtol") == 2
     (path,) = tmp_path.glob("bench_cpu_*.json")
     saved = json.loads(path.read_text())
-    assert [(c["model"], c["batch"]) for c in saved["cases"]] == [("tiny", 64), ("tiny", 256)]
+    assert [(c["model"], c["batch"]) for c in saved["cases"]] == [
+        ("tiny", 64),
+        ("tiny", 256),
+    ]
     expected = {"gpunn", "numpy", "gemm-floor"} | (
-        {"torch-fused", "torch-foreach"} if HAS_TORCH else set())
+        {"torch-fused", "torch-foreach"} if HAS_TORCH else set()
+    )
     for c in saved["cases"]:
         timed = {s["key"] for s in c["sides"] if s["median_step_s"]}
         assert timed == expected
@@ -236,9 +281,24 @@ def test_the_benchmark_suites_run(tmp_path):
     suites cannot rot while CI never times them."""
     pick = "relu or softmax_cross_entropy or (adam and 1M) or cpu-tiny-64"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "bench"),
-         "--benchmark-disable", "-k", pick, "-x"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(ROOT / "bench"),
+            "--benchmark-disable",
+            "-k",
+            pick,
+            "-x",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:]
     passed = int(done.stdout.split(" passed")[0].split()[-1])

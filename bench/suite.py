@@ -1,6 +1,5 @@
-"""Timing helpers of the pytest-benchmark suites (see ``bench/conftest.py``): the
-one place results are recorded, so the suites and the conftest's summary share them.
-"""
+"""Timing helpers of the pytest-benchmark suites (see ``conftest.py`` here): the one
+place results are recorded, so the suites and the conftest's summary share them."""
 
 from __future__ import annotations
 
@@ -36,8 +35,17 @@ def median_seconds(backend, fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(benchmark, backend, fn, *, bytes_moved=None, flops=None, floor_s=None,
-            rounds=None, copy_rate=None):
+def measure(
+    benchmark,
+    backend,
+    fn,
+    *,
+    bytes_moved=None,
+    flops=None,
+    floor_s=None,
+    rounds=None,
+    copy_rate=None,
+):
     """Benchmarks ``fn`` (then a device synchronization) after one untimed call and
     records its floor: ``bytes_moved`` (with the ``copy_rate`` fixture's value) or
     ``flops`` with ``floor_s``, the GEMM floor's seconds. ``rounds`` fixes the number
@@ -53,14 +61,17 @@ def measure(benchmark, backend, fn, *, bytes_moved=None, flops=None, floor_s=Non
         benchmark(timed)
     else:
         benchmark.pedantic(timed, rounds=rounds, warmup_rounds=0)
-    info = {"backend": backend.name, "bytes_moved": bytes_moved, "flops": flops,
-            "gemm_floor_s": floor_s, "copy_bytes_per_s": copy_rate}
+    info = {
+        "backend": backend.name,
+        "bytes_moved": bytes_moved,
+        "flops": flops,
+        "gemm_floor_s": floor_s,
+        "copy_bytes_per_s": copy_rate,
+    }
     benchmark.extra_info.update({k: v for k, v in info.items() if v is not None})
     stats = getattr(benchmark, "stats", None)
     if stats is not None:  # None under --benchmark-disable
         RESULTS.append({"name": benchmark.name, "median": stats.stats.median, **info})
-
-
 
 
 def usable_backend(name: str):

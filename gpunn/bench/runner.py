@@ -63,10 +63,10 @@ class Options:
         quick = self.quick
         return Options(
             device=device,
-            models=self.models or (QUICK["models"] if quick else
-                                   models.DEFAULT_MODELS[device]),
-            batch_sizes=self.batch_sizes or (QUICK_BATCHES[device] if quick else
-                                             models.DEFAULT_BATCHES[device]),
+            models=self.models
+            or (QUICK["models"] if quick else models.DEFAULT_MODELS[device]),
+            batch_sizes=self.batch_sizes
+            or (QUICK_BATCHES[device] if quick else models.DEFAULT_BATCHES[device]),
             precisions=self.precisions,
             against=self.against or (QUICK["against"] if quick else contenders.AGAINST),
             steps=self.steps or (QUICK["steps"] if quick else 20),
@@ -144,8 +144,11 @@ def _cases(options: Options) -> tuple[list, list]:
     for precision in options.precisions:
         if PRECISIONS[precision].gpu_only and options.device != "gpu":
             skipped.append(
-                {"precision": precision, "reason": "a GPU tensor-core mode; the CPU "
-                 "computes float32 GEMMs in float32 (that is fp32)"}
+                {
+                    "precision": precision,
+                    "reason": "a GPU tensor-core mode; the CPU "
+                    "computes float32 GEMMs in float32 (that is fp32)",
+                }
             )
             continue
         for model in options.models:
@@ -169,7 +172,7 @@ def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
     live = [(s, r) for s, r in sides if r.status == "ok"]
     per_round = math.ceil(options.steps / rounds)
     for r in range(rounds):
-        for side, result in live[r % len(live):] + live[: r % len(live)]:
+        for side, result in live[r % len(live) :] + live[: r % len(live)]:
             bar.step(f"{case.label()}: {result.key} round {r + 1}/{rounds}")
             result.step_s.append(_time_steps(side, per_round))
     _summarize(case, results)
@@ -194,6 +197,7 @@ def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
 def _factories(against, options: Options) -> list:
     """``[(side key, factory(case, weights, batches))]``: gpunn, the contenders,
     the GEMM floor."""
+
     def ours(case, weights, batches):
         return contenders.Gpunn(case, weights, batches, options.check_finite)
 
@@ -294,10 +298,14 @@ def _free(device: str) -> None:
 
 def _memory_method(device: str) -> str:
     if device == "gpu":
-        return ("peak device bytes while built and warmed up: CuPy pool peak "
-                "(gpunn, GEMM floor), torch.cuda.max_memory_allocated (torch)")
-    return ("peak growth of the process's resident set while built and warmed up "
-            "(sampled each ms; approximate)")
+        return (
+            "peak device bytes while built and warmed up: CuPy pool peak "
+            "(gpunn, GEMM floor), torch.cuda.max_memory_allocated (torch)"
+        )
+    return (
+        "peak growth of the process's resident set while built and warmed up "
+        "(sampled each ms; approximate)"
+    )
 
 
 class Progress:
@@ -317,8 +325,9 @@ class Progress:
         filled = self.width * self.done // self.total
         bar = "=" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.started
-        self.stream.write(f"\r\033[K[{bar}] {self.done}/{self.total} "
-                          f"{elapsed:5.0f}s {what}"[: 200])
+        self.stream.write(
+            f"\r\033[K[{bar}] {self.done}/{self.total} {elapsed:5.0f}s {what}"[:200]
+        )
         self.stream.flush()
 
     def case_done(self, label: str) -> None:

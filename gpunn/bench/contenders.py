@@ -254,8 +254,16 @@ class GemmFloor(_Side):
         self.layers = []
         for i, (w, _) in enumerate(weights):
             n_in, n_out = w.shape
-            x, dy, w = normal(case.batch, n_in), normal(case.batch, n_out), xp.asarray(w)
-            outs = (xp.empty_like(dy), xp.empty_like(w), xp.empty_like(x) if i else None)
+            x, dy, w = (
+                normal(case.batch, n_in),
+                normal(case.batch, n_out),
+                xp.asarray(w),
+            )
+            outs = (
+                xp.empty_like(dy),
+                xp.empty_like(w),
+                xp.empty_like(x) if i else None,
+            )
             self.layers.append((x, w, dy, outs))
         self.matmul = xp.matmul
         super().__init__(case, batches)

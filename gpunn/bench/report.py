@@ -26,8 +26,14 @@ from pathlib import Path
 from gpunn.bench.models import MODELS
 
 COLUMNS = (
-    ("side", 27), ("ms/step", 10), ("samples/s", 12), ("gpunn x", 9),
-    ("%floor", 8), ("TFLOP/s", 9), ("peak MiB", 10), ("first ms", 10),
+    ("side", 27),
+    ("ms/step", 10),
+    ("samples/s", 12),
+    ("gpunn x", 9),
+    ("%floor", 8),
+    ("TFLOP/s", 9),
+    ("peak MiB", 10),
+    ("first ms", 10),
 )
 MAIN_CONTENDER = "torch-fused"
 
@@ -43,8 +49,10 @@ def machine(device: str) -> dict:
         "memory_gib": _memory_gib(),
         "versions": _versions(),
         "blas": _blas(),
-        "env": {k: os.environ.get(k) for k in ("NVIDIA_TF32_OVERRIDE", "CUPY_TF32",
-                                               "OMP_NUM_THREADS", "CI")},
+        "env": {
+            k: os.environ.get(k)
+            for k in ("NVIDIA_TF32_OVERRIDE", "CUPY_TF32", "OMP_NUM_THREADS", "CI")
+        },
     }
     if "torch" in sys.modules:
         info["torch_threads"] = sys.modules["torch"].get_num_threads()
@@ -74,8 +82,17 @@ def _memory_gib() -> float | None:
 
 
 def _versions() -> dict:
-    names = ("gpunn", "numpy", "cupy", "cupy-cuda12x", "cupy-cuda13x", "torch",
-             "scikit-learn", "matplotlib", "threadpoolctl")
+    names = (
+        "gpunn",
+        "numpy",
+        "cupy",
+        "cupy-cuda12x",
+        "cupy-cuda13x",
+        "torch",
+        "scikit-learn",
+        "matplotlib",
+        "threadpoolctl",
+    )
     found = {}
     for name in names:
         try:
@@ -92,8 +109,8 @@ def _blas() -> dict:
 
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         info = {"name": blas.get("name"), "version": blas.get("version")}
-    except Exception:  # noqa: BLE001 - informative only
-        pass
+    except Exception as exc:  # noqa: BLE001 - informative only
+        info = {"name": f"unknown ({type(exc).__name__})"}
     try:
         from threadpoolctl import threadpool_info
 
@@ -148,14 +165,19 @@ def _header(report: dict) -> str:
 
 def _case_block(case: dict) -> list[str]:
     sizes = "-".join(map(str, case["sizes"]))
-    lines = [
+    title = (
         f"{case['model']} ({sizes}), batch {case['batch']}, {case['precision']} "
         f"(TF32 {'on' if case['tf32'] else 'off'}), {case['device']}: "
         f"{case['flops_per_step'] / 1e9:.3g} GFLOP/step, "
-        f"{case['parameters'] / 1e6:.3g}M parameters",
+        f"{case['parameters'] / 1e6:.3g}M parameters"
+    )
+    lines = [
+        title,
         _gate_line(case),
-        "".join(f"{name:>{width}}" if i else f"{name:<{width}}"
-                for i, (name, width) in enumerate(COLUMNS)),
+        "".join(
+            f"{name:>{width}}" if i else f"{name:<{width}}"
+            for i, (name, width) in enumerate(COLUMNS)
+        ),
     ]
     for side in case["sides"]:
         if side["status"] == "ok" and side["median_step_s"] is not None:
@@ -214,17 +236,22 @@ def summary(report: dict) -> list[str]:
         cases = [c for c in report["cases"] if c["precision"] == precision]
         batches = sorted({c["batch"] for c in cases})
         for title, pick in (
-            (f"gpunn speed-up over torch eager, Adam fused ({precision})",
-             lambda c: _side(c, MAIN_CONTENDER, "gpunn_speedup", "{:.2f}x")),
-            (f"gpunn % of the GEMM floor ({precision})",
-             lambda c: _side(c, "gpunn", "pct_gemm_floor", "{:.0f}%")),
+            (
+                f"gpunn speed-up over torch eager, Adam fused ({precision})",
+                lambda c: _side(c, MAIN_CONTENDER, "gpunn_speedup", "{:.2f}x"),
+            ),
+            (
+                f"gpunn % of the GEMM floor ({precision})",
+                lambda c: _side(c, "gpunn", "pct_gemm_floor", "{:.0f}%"),
+            ),
         ):
             lines.append(title)
             lines.append(f"{'model':<8}" + "".join(f"{b:>9}" for b in batches))
             for name in dict.fromkeys(c["model"] for c in cases):
                 cells = {c["batch"]: pick(c) for c in cases if c["model"] == name}
-                lines.append(f"{name:<8}" + "".join(
-                    f"{cells.get(b, ''):>9}" for b in batches))
+                lines.append(
+                    f"{name:<8}" + "".join(f"{cells.get(b, ''):>9}" for b in batches)
+                )
             lines.append("")
     return lines
 
@@ -283,14 +310,18 @@ def plot(report: dict, path: Path) -> str:
         1, len(panels), figsize=(5 * len(panels), 4), squeeze=False
     )
     for ax, (precision, model) in zip(axes[0], panels):
-        cases = [c for c in report["cases"]
-                 if (c["precision"], c["model"]) == (precision, model)]
+        cases = [
+            c
+            for c in report["cases"]
+            if (c["precision"], c["model"]) == (precision, model)
+        ]
         lines = {}
         for case in cases:
             for side in case["sides"]:
                 if side["samples_per_s"] is not None:
                     lines.setdefault(side["label"], []).append(
-                        (case["batch"], side["samples_per_s"]))
+                        (case["batch"], side["samples_per_s"])
+                    )
         for label, points in lines.items():
             xs, ys = zip(*sorted(points))
             style = "--" if label.startswith("GEMM floor") else "-"
@@ -298,16 +329,21 @@ def plot(report: dict, path: Path) -> str:
         sizes = "-".join(map(str, MODELS[model]))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set(xlabel="batch size", ylabel="samples/s",
-               title=f"{model} ({sizes}), {precision}")
+        ax.set(
+            xlabel="batch size",
+            ylabel="samples/s",
+            title=f"{model} ({sizes}), {precision}",
+        )
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks([c["batch"] for c in cases], [str(c["batch"]) for c in cases])
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     settings = report["settings"]
     where = report["machine"].get("gpu", {}).get("name") or report["machine"]["cpu"]
-    fig.suptitle(f"gpunn bench on {settings['device']} ({where}), {report['created']}",
-                 fontsize=9)
+    fig.suptitle(
+        f"gpunn bench on {settings['device']} ({where}), {report['created']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,15 @@
+"""The comparison behind ``gpunn bench`` (shipped in the wheel, imported only by it).
+
+- :mod:`gpunn.bench.models`: the standard models (tiny, A, B), the grid, FLOP counts,
+  initial weights and synthetic data;
+- :mod:`gpunn.bench.contenders`: gpunn and what it is compared with (PyTorch eager
+  and ``torch.compile``, a plain NumPy MLP, scikit-learn, the GEMM floor), each built
+  from the same weights and stepped on the same batches;
+- :mod:`gpunn.bench.runner`: the grid, the first-step-loss gate, interleaved timing;
+- :mod:`gpunn.bench.report`: the terminal table, JSON and PNG plot;
+- :mod:`gpunn.bench.memory`: peak memory per side.
+
+The pytest-benchmark suites of single ops and steps live in the checkout's ``bench/``
+(``pytest bench/``), with the committed raw results. ``import gpunn`` imports none of
+this.
+"""
