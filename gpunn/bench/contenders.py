@@ -320,7 +320,7 @@ def unavailable(name: str, device: str) -> str | None:
 def tracker(side_key: str, device: str):
     """The :mod:`gpunn.bench.memory` tracker for a side on ``device``."""
     if device == "cpu":
-        return memory.RssPeak()
+        return memory.HostPeak()
     if side_key.startswith("torch"):
         return memory.TorchCudaPeak()
     return memory.CupyPoolPeak()

@@ -302,10 +302,13 @@ def _memory_method(device: str) -> str:
             "peak device bytes while built and warmed up: CuPy pool peak "
             "(gpunn, GEMM floor), torch.cuda.max_memory_allocated (torch)"
         )
-    return (
-        "peak growth of the process's resident set while built and warmed up "
-        "(sampled each ms; approximate)"
-    )
+    from gpunn.bench.memory import HostPeak
+
+    what = {
+        "heap": "C heap bytes in use (glibc mallinfo2)",
+        "rss": "resident set (approximate)",
+    }[HostPeak().method]
+    return f"peak growth of the {what} while built and warmed up, sampled"
 
 
 class Progress:
