@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import shutil
 import warnings
 
@@ -110,6 +111,7 @@ class Torch(_Side):
         step = _torch_step(torch, self.net, opt)
         if variant == "compile":
             torch._dynamo.reset()  # a fresh cache: one compile per case, no limit hit
+            _cold_inductor(torch)
             step = torch.compile(step, dynamic=False)
         self._step = step
         super().__init__(case, [self._tensors(x, y) for x, y in batches])
@@ -131,6 +133,16 @@ class Torch(_Side):
     def sync(self) -> None:
         if self.device == "cuda":
             self.torch.cuda.synchronize()
+
+
+def _cold_inductor(torch) -> None:
+    """Turns off inductor's on-disk caches, so the compile time is a first compile's
+    and not a cache hit from an earlier run (``TORCHINDUCTOR_FORCE_DISABLE_CACHES=0``
+    in the environment keeps them)."""
+    if os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "0":
+        from torch._inductor import config
+
+        config.force_disable_caches = True
 
 
 def _torch_step(torch, net, opt):

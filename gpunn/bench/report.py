@@ -51,7 +51,13 @@ def machine(device: str) -> dict:
         "blas": _blas(),
         "env": {
             k: os.environ.get(k)
-            for k in ("NVIDIA_TF32_OVERRIDE", "CUPY_TF32", "OMP_NUM_THREADS", "CI")
+            for k in (
+                "NVIDIA_TF32_OVERRIDE",
+                "CUPY_TF32",
+                "OMP_NUM_THREADS",
+                "CI",
+                "TORCHINDUCTOR_FORCE_DISABLE_CACHES",
+            )
         },
     }
     if "torch" in sys.modules:
