@@ -121,8 +121,8 @@ class Torch(_Side):
         for i, (w, b) in enumerate(weights):
             linear = nn.Linear(*w.shape, device=self.device)
             with self.torch.no_grad():
-                linear.weight.copy_(self.torch.from_numpy(np.ascontiguousarray(w.T)))
-                linear.bias.copy_(self.torch.from_numpy(b))
+                linear.weight.copy_(self.torch.from_numpy(w.T.copy()))
+                linear.bias.copy_(self.torch.from_numpy(b.copy()))
             layers += [linear] if i == len(weights) - 1 else [linear, nn.ReLU()]
         return nn.Sequential(*layers)
 

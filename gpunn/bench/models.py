@@ -8,6 +8,7 @@ initial weights every other side copies.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -86,12 +87,15 @@ def gpunn_model(sizes, backend, seed: int = 0, tf32: bool = False, check_finite=
     return model
 
 
-def initial_weights(sizes, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(W, b)]`` per layer, ``W`` shaped ``(n_in, n_out)``, float32: the initial
-    weights of gpunn's model with ``seed`` (built on the CPU: the draws are the
-    same on every backend)."""
-    weights = gpunn_model(sizes, "cpu", seed).get_weights()
-    return list(zip(weights[::2], weights[1::2]))
+@functools.lru_cache(maxsize=1)  # a grid's cases of one model share them
+def initial_weights(sizes, seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """``((W, b), ...)`` per layer, ``W`` shaped ``(n_in, n_out)``, float32,
+    read-only: the initial weights of gpunn's model with ``seed`` (built on the CPU:
+    the draws are the same on every backend). Sides copy them."""
+    weights = gpunn_model(tuple(sizes), "cpu", seed).get_weights()
+    for w in weights:
+        w.flags.writeable = False
+    return tuple(zip(weights[::2], weights[1::2]))
 
 
 def synthetic_batches(sizes, batch: int, xp=np, seed: int = 1):
