@@ -110,36 +110,6 @@ template <typename T> __device__ __forceinline__ typename acc<T>::type round_(
   return load(store<T>(x));
 }
 
-// The column pass described at the top: f(i, col) -> the A value to sum for element
-// i = row * cols + col (it may also write outputs). Every thread runs every tile, so
-// the barriers are uniform.
-template <typename A, typename F>
-__device__ __forceinline__ void column_pass(long long rows, long long cols,
-                                            long long chunks, A* partials, F f) {
-  __shared__ A scratch[GPUNN_MAX_WARPS][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int n_warps = blockDim.x >> 5;
-  const long long chunk = blockIdx.x % chunks, tiles = (cols + 31) / 32;
-  for (long long tile = blockIdx.x / chunks; tile < tiles;
-       tile += gridDim.x / chunks) {
-    const long long col = tile * 32 + lane;
-    A sum = A(0);
-    if (col < cols) {
-      for (long long row = chunk * n_warps + warp; row < rows;
-           row += chunks * n_warps)
-        sum += f(row * cols + col, col);
-    }
-    scratch[warp][lane] = sum;
-    __syncthreads();
-    if (warp == 0 && col < cols) {
-      A total = scratch[0][lane];
-      for (int w = 1; w < n_warps; ++w) total += scratch[w][lane];
-      partials[chunk * cols + col] = total;
-    }
-    __syncthreads();
-  }
-}
-
 }  // namespace gpunn
 
 template <typename T> using acc_t = typename gpunn::acc<T>::type;
@@ -210,12 +180,17 @@ __global__ void prelu_backward(const T* __restrict__ dy, const T* __restrict__ x
                                acc_t<T>* partials, long long rows, long long cols,
                                long long chunks, int per_unit, int need_dx) {
   using A = acc_t<T>;
-  gpunn::column_pass<A>(rows, cols, chunks, partials, [&](long long i, long long col) {
-    const A v = gpunn::load(x[i]), d = gpunn::load(dy[i]);
-    const A slope = gpunn::load(w[per_unit ? col : 0]);
-    if (need_dx) dx[i] = v > A(0) ? dy[i] : gpunn::store<T>(d * slope);
-    return d * gpunn::min0(v);
-  });
+  gpunn::column_partials<A>(
+      rows, cols, chunks,
+      [&](long long col) {
+        const A slope = gpunn::load(w[per_unit ? col : 0]);
+        return [&, slope](long long i) {
+          const A v = gpunn::load(x[i]), d = gpunn::load(dy[i]);
+          if (need_dx) dx[i] = v > A(0) ? dy[i] : gpunn::store<T>(d * slope);
+          return d * gpunn::min0(v);
+        };
+      },
+      gpunn::ColumnWriter<A>{partials, cols});
 }
 
 template <typename T, int ACT>
@@ -236,12 +211,17 @@ __global__ void dense_act_backward(const T* dy, const T* __restrict__ saved, T* 
                                    acc_t<T>* partials, long long rows, long long cols,
                                    long long chunks, acc_t<T> p) {
   using A = acc_t<T>;
-  gpunn::column_pass<A>(rows, cols, chunks, partials, [&](long long i, long long) {
-    const A d = gpunn::round_<T>(
-        gpunn::backward<ACT>(gpunn::load(dy[i]), gpunn::load(saved[i]), p));
-    if (ACT != gpunn::IDENTITY) dz[i] = gpunn::store<T>(d);
-    return d;
-  });
+  gpunn::column_partials<A>(
+      rows, cols, chunks,
+      [&](long long) {
+        return [&](long long i) {
+          const A d = gpunn::round_<T>(
+              gpunn::backward<ACT>(gpunn::load(dy[i]), gpunn::load(saved[i]), p));
+          if (ACT != gpunn::IDENTITY) dz[i] = gpunn::store<T>(d);
+          return d;
+        };
+      },
+      gpunn::ColumnWriter<A>{partials, cols});
 }
 
 template <typename T>

@@ -45,6 +45,11 @@ namespace {
 
 struct Pair {
   double a, b;
+  __device__ __forceinline__ Pair& operator+=(const Pair& o) {
+    a += o.a;
+    b += o.b;
+    return *this;
+  }
 };
 
 __device__ __forceinline__ float sqrt_(float x) { return sqrtf(x); }
@@ -58,44 +63,25 @@ __device__ __forceinline__ double column_total(const double* p, long long chunks
   return total;
 }
 
-// The column pass of the top comment. column(col) -> a functor i -> Pair for element
-// i of that column (set up once per column); NS planes (1: .a only) are written.
-// Every thread runs every tile, so the barriers are uniform.
+// The planes a column pass writes: plane 0 gets .a, plane 1 (NS == 2) .b.
+template <int NS> struct PlaneWriter {
+  double* partials;
+  long long chunks, cols;
+  __device__ __forceinline__ void operator()(long long chunk, long long col,
+                                             const Pair& total) const {
+    partials[chunk * cols + col] = total.a;
+    if (NS == 2) partials[(chunks + chunk) * cols + col] = total.b;
+  }
+};
+
+// The column pass of the top comment (gpunn::column_partials): column(col) -> a
+// functor i -> Pair for element i of that column; NS planes (1: .a only) are written.
 template <int NS, typename ColumnF>
 __device__ __forceinline__ void column_partials(long long rows, long long cols,
                                                 long long chunks, double* partials,
                                                 ColumnF column) {
-  __shared__ double scratch[2][GPUNN_MAX_WARPS][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int n_warps = blockDim.x >> 5;
-  const long long chunk = blockIdx.x % chunks, tiles = (cols + 31) / 32;
-  for (long long tile = blockIdx.x / chunks; tile < tiles;
-       tile += gridDim.x / chunks) {
-    const long long col = tile * 32 + lane;
-    Pair sum{0.0, 0.0};
-    if (col < cols) {
-      auto term = column(col);
-      for (long long row = chunk * n_warps + warp; row < rows;
-           row += chunks * n_warps) {
-        const Pair p = term(row * cols + col);
-        sum.a += p.a;
-        sum.b += p.b;
-      }
-    }
-    scratch[0][warp][lane] = sum.a;
-    scratch[1][warp][lane] = sum.b;
-    __syncthreads();
-    if (warp == 0 && col < cols) {
-      Pair total{scratch[0][0][lane], scratch[1][0][lane]};
-      for (int w = 1; w < n_warps; ++w) {
-        total.a += scratch[0][w][lane];
-        total.b += scratch[1][w][lane];
-      }
-      partials[chunk * cols + col] = total.a;
-      if (NS == 2) partials[(chunks + chunk) * cols + col] = total.b;
-    }
-    __syncthreads();
-  }
+  gpunn::column_partials<Pair>(rows, cols, chunks, column,
+                               PlaneWriter<NS>{partials, chunks, cols});
 }
 
 }  // namespace

@@ -118,4 +118,51 @@ template <typename A> __device__ __forceinline__ A block_max(A v, A* scratch) {
   return block_reduce(v, scratch, warp_max<A>, neg_inf<A>());
 }
 
+// Column sums of a row-major (rows, cols) matrix in a fixed order (no atomics). The
+// grid is a multiple of `chunks`: block b takes row chunk b % chunks and the 32-column
+// tiles b / chunks, b / chunks + gridDim / chunks, ...; lane = column in the tile;
+// warp w sums rows chunk * warps + w, + chunks * warps, ... in order, then warp 0
+// adds the warps in order and calls write(chunk, col, total). column(col) sets up
+// once per column and returns term, term(i) the S to add for element i = row * cols
+// + col (it may also write outputs). S is trivially constructible with S{} zero and
+// has +=. Every thread runs every tile, so the barriers are uniform.
+template <typename S, typename ColumnF, typename WriteF>
+__device__ __forceinline__ void column_partials(long long rows, long long cols,
+                                                long long chunks, ColumnF column,
+                                                WriteF write) {
+  __shared__ S scratch[GPUNN_MAX_WARPS][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n_warps = blockDim.x >> 5;
+  const long long chunk = blockIdx.x % chunks, tiles = (cols + 31) / 32;
+  for (long long tile = blockIdx.x / chunks; tile < tiles;
+       tile += gridDim.x / chunks) {
+    const long long col = tile * 32 + lane;
+    S sum{};
+    if (col < cols) {
+      auto term = column(col);
+      for (long long row = chunk * n_warps + warp; row < rows;
+           row += chunks * n_warps)
+        sum += term(row * cols + col);
+    }
+    scratch[warp][lane] = sum;
+    __syncthreads();
+    if (warp == 0 && col < cols) {
+      S total = scratch[0][lane];
+      for (int w = 1; w < n_warps; ++w) total += scratch[w][lane];
+      write(chunk, col, total);
+    }
+    __syncthreads();
+  }
+}
+
+// column_partials' write for one plane: partials[chunk * cols + col] = total.
+template <typename S> struct ColumnWriter {
+  S* partials;
+  long long cols;
+  __device__ __forceinline__ void operator()(long long chunk, long long col,
+                                             const S& total) const {
+    partials[chunk * cols + col] = total;
+  }
+};
+
 }  // namespace gpunn

@@ -36,6 +36,10 @@ FLAGS = (
     "-shared",
     "-fno-fast-math",
     "-ffp-contract=off",
+    # each module keeps its own kernel registry: without this, g++ makes the static
+    # of an inline function a process-wide unique symbol, and a module loaded later
+    # would list (and launch) the kernels of the first
+    "-fno-gnu-unique",
 )
 _SCALARS = {
     np.dtype(np.float16): ctypes.c_uint16,  # the bits of a __half (_Float16)
