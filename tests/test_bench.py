@@ -96,7 +96,12 @@ def run_tiny(monkeypatch, against=("numpy",), **sides):
     for name, factory in sides.items():
         monkeypatch.setitem(contenders.SIDES, name, ((name, factory),))
     options = runner.Options(
-        device="cpu", models=("tiny",), batch_sizes=(16,), steps=2, against=against
+        device="cpu",
+        models=("tiny",),
+        batch_sizes=(16,),
+        steps=2,
+        against=against,
+        settle_s=0.0,
     )
     return runner.run(options, progress=runner.Progress(1, stream=io.StringIO()))
 
@@ -168,6 +173,7 @@ def test_tf32_on_the_cpu_and_missing_contenders_are_skipped_with_reasons(monkeyp
         precisions=("fp32", "tf32"),
         steps=1,
         against=("numpy", "sklearn"),
+        settle_s=0.0,
     )
     result = runner.run(options, progress=runner.Progress(1, stream=io.StringIO()))
     assert [c["precision"] for c in result["cases"]] == ["fp32"]

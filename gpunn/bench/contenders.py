@@ -35,6 +35,7 @@ class _Side:
 
     key = label = ""
     has_loss = True
+    threads = "numpy"  # whose worker threads run its CPU work (BLAS, update pool)
 
     def __init__(self, case, batches):
         self.case, self.batches, self._i = case, batches, 0
@@ -91,6 +92,8 @@ class Torch(_Side):
     """``torch.nn`` Linear/ReLU layers with the same weights, ``cross_entropy``,
     ``torch.optim.Adam`` (``fused=True`` or ``foreach=True``), in eager mode or the
     whole step (forward, backward, optimizer) under ``torch.compile``."""
+
+    threads = "torch"  # torch's own OpenMP pool
 
     def __init__(self, case, weights, batches, variant: str):
         import torch

@@ -11,7 +11,9 @@ For each case (model, batch size, precision) on one device:
 3. Timing: ``rounds`` rounds (5, or ``steps`` when fewer); in each, every side runs
    one untimed step, then ``ceil(steps / rounds)`` steps between two device
    synchronizations, in an order rotated every round, so load from elsewhere falls
-   on all sides alike. A side's step
+   on all sides alike. On the CPU a side that follows one running on another
+   library's worker threads (torch's OpenMP pool against NumPy's BLAS) first waits
+   ``SETTLE_S`` for those threads to stop spinning. A side's step
    time is the median over rounds of round time / steps.
 """
 
@@ -30,6 +32,11 @@ from gpunn.bench.models import PRECISIONS, Case
 
 WARMUP = 2
 ROUNDS = 5
+# CPU: OpenBLAS and OpenMP worker threads spin for up to ~0.1 s after their last
+# call; torch timed while NumPy's BLAS threads still spun on the same cores (or the
+# other way round) ran at half speed in some rounds on 2 cores, so a timed run that
+# follows a side on the other library's threads waits this long first
+SETTLE_S = 0.25
 QUICK = {"models": ("tiny",), "steps": 5, "against": ("torch", "numpy")}
 QUICK_BATCHES = {"cpu": (64, 256), "gpu": (256, 4096)}
 
@@ -46,6 +53,7 @@ class Options:
     steps: int | None = None
     quick: bool = False
     check_finite: bool = True
+    settle_s: float | None = None  # pause before each timed run: SETTLE_S on the CPU
 
     def resolved(self) -> Options:
         """A copy with the device chosen and every default filled in."""
@@ -72,6 +80,9 @@ class Options:
             steps=self.steps or (QUICK["steps"] if quick else 20),
             quick=quick,
             check_finite=self.check_finite,
+            settle_s=(SETTLE_S if device == "cpu" else 0.0)
+            if self.settle_s is None
+            else self.settle_s,
         )
 
 
@@ -171,10 +182,13 @@ def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
     _gate(case, results)
     live = [(s, r) for s, r in sides if r.status == "ok"]
     per_round = math.ceil(options.steps / rounds)
+    last = None  # the threads the previous timed side ran on
     for r in range(rounds):
         for side, result in live[r % len(live) :] + live[: r % len(live)]:
             bar.step(f"{case.label()}: {result.key} round {r + 1}/{rounds}")
-            result.step_s.append(_time_steps(side, per_round))
+            pause = options.settle_s if last not in (None, side.threads) else 0.0
+            result.step_s.append(_time_steps(side, per_round, pause))
+            last = side.threads
     _summarize(case, results)
     bar.case_done(case.label())
     del sides, live
@@ -247,9 +261,11 @@ def _gate(case: Case, results: list) -> None:
                 result.status, result.error = "error", "gpunn did not run"
 
 
-def _time_steps(side, n: int) -> float:
-    """Seconds per step of ``n`` steps, after one untimed step that takes the cost
-    of switching from another side (cold caches, sleeping BLAS or OpenMP threads)."""
+def _time_steps(side, n: int, settle_s: float = 0.0) -> float:
+    """Seconds per step of ``n`` steps, after a pause of ``settle_s`` (for the last
+    side's BLAS or OpenMP threads to stop spinning on the cores) and one untimed step
+    that takes the cost of switching sides (cold caches, sleeping threads)."""
+    time.sleep(settle_s)
     side.steps(1)
     side.sync()
     start = time.perf_counter()
