@@ -85,7 +85,7 @@ def bench_digits(epochs: int, seeds: int) -> dict:
 
 
 def main() -> None:
-    from gpunn.bench.report import machine
+    from gpunn.bench.machine import machine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON")

@@ -18,46 +18,18 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import shutil
 import warnings
 
 import numpy as np
 
 from gpunn.bench import memory
-from gpunn.bench.models import LR, N_BATCHES, PRECISIONS
+from gpunn.bench.models import LR, PRECISIONS
+from gpunn.bench.side import Side
+from gpunn.bench.torch_side import Torch
 
 
-class _Side:
-    """What every side shares: the batch cycle. Subclasses set ``key``, ``label``
-    and ``memory`` (a :mod:`gpunn.bench.memory` tracker class) and implement
-    ``_step(x, y)`` (returning the loss, or None)."""
-
-    key = label = ""
-    has_loss = True
-    threads = "numpy"  # whose worker threads run its CPU work (BLAS, update pool)
-
-    def __init__(self, case, batches):
-        self.case, self.batches, self._i = case, batches, 0
-
-    def _next(self):
-        x, y = self.batches[self._i % N_BATCHES]
-        self._i += 1
-        return x, y
-
-    def first_step(self):
-        loss = self._step(*self._next())
-        return None if loss is None else float(loss)
-
-    def steps(self, n: int) -> None:
-        for _ in range(n):
-            self._step(*self._next())
-
-    def sync(self) -> None:
-        pass
-
-
-class Gpunn(_Side):
+class Gpunn(Side):
     """gpunn's model stepped as ``fit`` steps it: the data validated and on the
     device once, then per batch forward, fused loss, backward, the finite check and
     the fused optimizer update."""
@@ -88,80 +60,7 @@ class Gpunn(_Side):
         self.model.backend.synchronize()
 
 
-class Torch(_Side):
-    """``torch.nn`` Linear/ReLU layers with the same weights, ``cross_entropy``,
-    ``torch.optim.Adam`` (``fused=True`` or ``foreach=True``), in eager mode or the
-    whole step (forward, backward, optimizer) under ``torch.compile``."""
-
-    threads = "torch"  # torch's own OpenMP pool
-
-    def __init__(self, case, weights, batches, variant: str):
-        import torch
-
-        self.torch, self.variant = torch, variant
-        self.device = "cuda" if case.device == "gpu" else "cpu"
-        if self.device == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = PRECISIONS[case.precision].tf32
-        self.key = f"torch-{variant}"
-        self.label = {
-            "fused": "torch eager, Adam fused",
-            "foreach": "torch eager, Adam foreach",
-            "compile": "torch.compile, Adam",
-        }[variant]
-        self.net = self._net(weights)
-        options = {"fused": True} if variant == "fused" else {"foreach": True}
-        opt = torch.optim.Adam(self.net.parameters(), lr=LR, **options)
-        step = _torch_step(torch, self.net, opt)
-        if variant == "compile":
-            torch._dynamo.reset()  # a fresh cache: one compile per case, no limit hit
-            _cold_inductor(torch)
-            step = torch.compile(step, dynamic=False)
-        self._step = step
-        super().__init__(case, [self._tensors(x, y) for x, y in batches])
-
-    def _net(self, weights):
-        nn, layers = self.torch.nn, []
-        for i, (w, b) in enumerate(weights):
-            linear = nn.Linear(*w.shape, device=self.device)
-            with self.torch.no_grad():
-                linear.weight.copy_(self.torch.from_numpy(w.T.copy()))
-                linear.bias.copy_(self.torch.from_numpy(b.copy()))
-            layers += [linear] if i == len(weights) - 1 else [linear, nn.ReLU()]
-        return nn.Sequential(*layers)
-
-    def _tensors(self, x, y):
-        """The shared batch as tensors: zero-copy views of the NumPy or CuPy arrays."""
-        return tuple(self.torch.as_tensor(a, device=self.device) for a in (x, y))
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
-
-
-def _cold_inductor(torch) -> None:
-    """Turns off inductor's on-disk caches, so the compile time is a first compile's
-    and not a cache hit from an earlier run (``TORCHINDUCTOR_FORCE_DISABLE_CACHES=0``
-    in the environment keeps them)."""
-    if os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "0":
-        from torch._inductor import config
-
-        config.force_disable_caches = True
-
-
-def _torch_step(torch, net, opt):
-    functional = torch.nn.functional
-
-    def step(x, y):
-        opt.zero_grad(set_to_none=True)
-        loss = functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
-    return step
-
-
-class NumpyMLP(_Side):
+class NumpyMLP(Side):
     """The MLP as one would write it in plain NumPy: float32 throughout, new
     temporaries each step, softmax cross-entropy and torch's Adam by hand."""
 
@@ -213,7 +112,7 @@ class NumpyMLP(_Side):
             p -= step * m / (np.sqrt(v) / root_bc2 + self.eps)
 
 
-class Sklearn(_Side):
+class Sklearn(Side):
     """scikit-learn's ``MLPClassifier`` (ReLU, Adam, no L2) with the same weights,
     one ``partial_fit`` per batch (its own input checks included: that is its step).
     Its Adam puts eps outside the bias correction of the root (a tiny difference
@@ -250,7 +149,7 @@ class Sklearn(_Side):
         return self.clf.loss_
 
 
-class GemmFloor(_Side):
+class GemmFloor(Side):
     """The step's own GEMMs alone, through the same BLAS (NumPy's on the CPU, cuBLAS
     through CuPy on the GPU) into preallocated outputs: per layer the forward
     product, dW and (below the first layer) dX, on random float32 operands."""

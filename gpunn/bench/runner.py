@@ -27,8 +27,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from gpunn.bench import contenders, models
+from gpunn.bench import contenders, machine, models
 from gpunn.bench.models import PRECISIONS, Case
+from gpunn.bench.progress import Progress
 
 WARMUP = 2
 ROUNDS = 5
@@ -114,8 +115,6 @@ class SideResult:
 def run(options: Options, progress=None) -> dict:
     """Runs the grid of ``options`` (resolved here) and returns the report dict that
     :mod:`gpunn.bench.report` prints, saves and plots."""
-    from gpunn.bench import report
-
     options = options.resolved()
     cases, skipped = _cases(options)
     against = [name for name in options.against if name in contenders.SIDES]
@@ -134,7 +133,7 @@ def run(options: Options, progress=None) -> dict:
     return {
         "format": "gpunn-bench/1",
         "created": started.isoformat(timespec="seconds"),
-        "machine": report.machine(options.device),
+        "machine": machine.machine(options.device),
         "settings": {
             **asdict(options),
             "rounds": rounds,
@@ -325,39 +324,3 @@ def _memory_method(device: str) -> str:
         "rss": "resident set (approximate)",
     }[HostPeak().method]
     return f"peak growth of the {what} while built and warmed up, sampled"
-
-
-class Progress:
-    """A progress bar on stderr when it is a terminal; else nothing until ``close``,
-    which prints how long the run took."""
-
-    def __init__(self, total: int, stream=None, width: int = 30):
-        self.stream = stream or sys.stderr
-        self.total, self.done, self.width = max(total, 1), 0, width
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.started = time.perf_counter()
-
-    def step(self, what: str) -> None:
-        self.done = min(self.done + 1, self.total)
-        if not self.tty:
-            return
-        filled = self.width * self.done // self.total
-        bar = "=" * filled + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.started
-        self.stream.write(
-            f"\r\033[K[{bar}] {self.done}/{self.total} {elapsed:5.0f}s {what}"[:200]
-        )
-        self.stream.flush()
-
-    def case_done(self, label: str) -> None:
-        """Off a terminal, one line per finished case."""
-        if not self.tty:
-            elapsed = time.perf_counter() - self.started
-            self.stream.write(f"gpunn bench: {label} done ({elapsed:.0f} s)\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        end = "\r\033[K" if self.tty else ""
-        seconds = time.perf_counter() - self.started
-        self.stream.write(f"{end}gpunn bench: done in {seconds:.1f} s\n")
-        self.stream.flush()

@@ -1,0 +1,82 @@
+"""PyTorch as a benchmark side: eager with fused or foreach Adam, or the whole step
+under ``torch.compile`` (see :mod:`gpunn.bench.contenders`)."""
+
+from __future__ import annotations
+
+import os
+
+from gpunn.bench.models import LR, PRECISIONS
+from gpunn.bench.side import Side
+
+
+class Torch(Side):
+    """``torch.nn`` Linear/ReLU layers with the same weights, ``cross_entropy``,
+    ``torch.optim.Adam`` (``fused=True`` or ``foreach=True``), in eager mode or the
+    whole step (forward, backward, optimizer) under ``torch.compile``."""
+
+    threads = "torch"  # torch's own OpenMP pool
+
+    def __init__(self, case, weights, batches, variant: str):
+        import torch
+
+        self.torch, self.variant = torch, variant
+        self.device = "cuda" if case.device == "gpu" else "cpu"
+        if self.device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = PRECISIONS[case.precision].tf32
+        self.key = f"torch-{variant}"
+        self.label = {
+            "fused": "torch eager, Adam fused",
+            "foreach": "torch eager, Adam foreach",
+            "compile": "torch.compile, Adam",
+        }[variant]
+        self.net = self._net(weights)
+        options = {"fused": True} if variant == "fused" else {"foreach": True}
+        opt = torch.optim.Adam(self.net.parameters(), lr=LR, **options)
+        step = _torch_step(torch, self.net, opt)
+        if variant == "compile":
+            torch._dynamo.reset()  # a fresh cache: one compile per case, no limit hit
+            _cold_inductor(torch)
+            step = torch.compile(step, dynamic=False)
+        self._step = step
+        super().__init__(case, [self._tensors(x, y) for x, y in batches])
+
+    def _net(self, weights):
+        nn, layers = self.torch.nn, []
+        for i, (w, b) in enumerate(weights):
+            linear = nn.Linear(*w.shape, device=self.device)
+            with self.torch.no_grad():
+                linear.weight.copy_(self.torch.from_numpy(w.T.copy()))
+                linear.bias.copy_(self.torch.from_numpy(b.copy()))
+            layers += [linear] if i == len(weights) - 1 else [linear, nn.ReLU()]
+        return nn.Sequential(*layers)
+
+    def _tensors(self, x, y):
+        """The shared batch as tensors: zero-copy views of the NumPy or CuPy arrays."""
+        return tuple(self.torch.as_tensor(a, device=self.device) for a in (x, y))
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def _cold_inductor(torch) -> None:
+    """Turns off inductor's on-disk caches, so the compile time is a first compile's
+    and not a cache hit from an earlier run (``TORCHINDUCTOR_FORCE_DISABLE_CACHES=0``
+    in the environment keeps them)."""
+    if os.environ.get("TORCHINDUCTOR_FORCE_DISABLE_CACHES") != "0":
+        from torch._inductor import config
+
+        config.force_disable_caches = True
+
+
+def _torch_step(torch, net, opt):
+    functional = torch.nn.functional
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
