@@ -81,7 +81,7 @@ def test_the_standard_models_and_their_counts():
 def test_the_gemm_floor_computes_the_steps_products():
     c = case(batch=16)
     floor = contenders.GemmFloor(c, models.initial_weights(c.sizes), [])
-    assert floor.first_step() is None and not floor.has_loss
+    assert floor.first_step() is None
     shapes = []
     for x, w, dy, (y, dw, dx) in floor.layers:
         np.testing.assert_allclose(y, x @ w, rtol=1e-5)
@@ -135,6 +135,24 @@ def test_a_side_that_fails_is_reported_and_the_others_timed(monkeypatch):
     for key in ("gpunn", "gemm-floor"):
         assert sides[key]["median_step_s"] > 0
     assert "not timed: numpy: RuntimeError: out of cheese" in report.table(result)
+
+
+def test_when_gpunn_fails_nothing_is_timed(monkeypatch):
+    def broken(c, weights, batches, check_finite=True):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(contenders, "Gpunn", broken)
+    result = run_tiny(monkeypatch)
+    sides = by_key(result)
+    assert sides["gpunn"]["status"] == "error" and "no room" in sides["gpunn"]["error"]
+    for key in ("numpy", "gemm-floor"):
+        assert sides[key]["status"] == "error" and sides[key]["step_s"] == []
+    assert "not compared (gpunn did not run)" in report.table(result)
+
+
+def test_unknown_contenders_are_refused():
+    with pytest.raises(ValueError, match="against must name contenders from torch"):
+        runner.Options(device="cpu", against=("jax",)).resolved()
 
 
 def test_agreeing_sides_get_every_number(monkeypatch):

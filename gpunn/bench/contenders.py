@@ -154,7 +154,7 @@ class GemmFloor(Side):
     through CuPy on the GPU) into preallocated outputs: per layer the forward
     product, dW and (below the first layer) dX, on random float32 operands."""
 
-    key, has_loss = "gemm-floor", False
+    key = "gemm-floor"
 
     def __init__(self, case, weights, batches):
         from gpunn.backends import get_backend
@@ -246,14 +246,12 @@ def prepare(factories, device: str) -> None:
     allocator, CuPy's handles, gpunn's kernels compiled) before any measured side is
     built, so a side's peak memory and first-step latency leave that one-time
     start-up out. Failures are left for the measured run to report."""
+    from gpunn.backends import get_backend
     from gpunn.bench.models import Case, initial_weights, synthetic_batches
 
     case = Case("tiny", 8, "fp32", device)
     weights = initial_weights(case.sizes)
-    xp = np
-    if device == "gpu":
-        import cupy as xp
-    batches = synthetic_batches(case.sizes, case.batch, xp)
+    batches = synthetic_batches(case.sizes, case.batch, get_backend(device).xp)
     for _, factory in factories:
         try:
             side = factory(case, weights, batches)

@@ -105,6 +105,6 @@ def synthetic_batches(sizes, batch: int, xp=np, seed: int = 1):
     out = []
     for _ in range(N_BATCHES):
         X = rng.standard_normal((batch, sizes[0]), dtype=xp.float32)
-        y = rng.integers(0, sizes[-1], batch).astype(xp.int64)
+        y = rng.integers(0, sizes[-1], batch, dtype=xp.int64)
         out.append((X, y))
     return out

@@ -9,7 +9,7 @@ Columns of the table, one row per side of a case:
   step costs no more than its matrix products);
 - ``TFLOP/s``: the step's GEMM FLOPs (``6 * B * sum(n_i * n_(i+1))``) / step time;
 - ``peak MiB``: peak memory while the side was built and warmed up (device memory on
-  the GPU, resident-set growth on the CPU);
+  the GPU, growth of the C heap's bytes in use on the CPU: :mod:`gpunn.bench.memory`);
 - ``first ms``: the first step on a fresh model (lazy set-up, compilation included).
 """
 

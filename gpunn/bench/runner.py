@@ -69,6 +69,12 @@ class Options:
             get_backend("gpu")  # no usable GPU: BackendUnavailableError with the fix
         elif device != "cpu":
             raise ValueError(f"device must be cpu, gpu or auto, got {device!r}")
+        unknown = set(self.against or ()) - set(contenders.AGAINST)
+        if unknown:
+            raise ValueError(
+                f"against must name contenders from {', '.join(contenders.AGAINST)}, "
+                f"got {', '.join(sorted(unknown))}"
+            )
         quick = self.quick
         return Options(
             device=device,
@@ -117,12 +123,9 @@ def run(options: Options, progress=None) -> dict:
     :mod:`gpunn.bench.report` prints, saves and plots."""
     options = options.resolved()
     cases, skipped = _cases(options)
-    against = [name for name in options.against if name in contenders.SIDES]
-    for name in against:
-        reason = contenders.unavailable(name, options.device)
-        if reason:
-            skipped.append({"contender": name, "reason": reason})
-    against = [n for n in against if not contenders.unavailable(n, options.device)]
+    reasons = {n: contenders.unavailable(n, options.device) for n in options.against}
+    skipped += [{"contender": n, "reason": r} for n, r in reasons.items() if r]
+    against = [n for n, reason in reasons.items() if reason is None]
     keys = ["gpunn"] + [k for n in against for k, _ in contenders.SIDES[n]]
     rounds = min(ROUNDS, options.steps)
     bar = progress or Progress(len(cases) * (len(keys) + 1) * (rounds + 1))
@@ -169,8 +172,7 @@ def _cases(options: Options) -> tuple[list, list]:
 
 def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
     weights = models.initial_weights(case.sizes)
-    xp = _xp(case.device)
-    batches = models.synthetic_batches(case.sizes, case.batch, xp)
+    batches = models.synthetic_batches(case.sizes, case.batch, _xp(case.device))
     sides, results = [], []
     for key, factory in _factories(against, options):
         bar.step(f"{case.label()}: building {key}")
@@ -182,7 +184,7 @@ def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
     live = [(s, r) for s, r in sides if r.status == "ok"]
     per_round = math.ceil(options.steps / rounds)
     last = None  # the threads the previous timed side ran on
-    for r in range(rounds):
+    for r in range(rounds if live else 0):
         for side, result in live[r % len(live) :] + live[: r % len(live)]:
             bar.step(f"{case.label()}: {result.key} round {r + 1}/{rounds}")
             pause = options.settle_s if last not in (None, side.threads) else 0.0
@@ -242,22 +244,18 @@ def _build(key, factory, case, weights, batches):
 
 def _gate(case: Case, results: list) -> None:
     """Marks every side whose first-step loss is not gpunn's within the tolerance;
-    without gpunn's loss nothing is timed."""
+    without gpunn's loss (it failed) nothing is timed."""
     reference, rtol = results[0].first_loss, PRECISIONS[case.precision].loss_rtol
     for result in results:
-        if result.status != "ok" or result.key == "gemm-floor":
+        if result.status != "ok":
             continue
         if reference is None:
             result.status, result.error = "error", "gpunn did not run: no reference"
-            continue
-        diff = abs(result.first_loss - reference) / max(abs(reference), 1e-30)
-        result.loss_rel_diff = diff
-        if not diff <= rtol:  # NaN disagrees too
-            result.status = "disagrees"
-    if reference is None:
-        for result in results:
-            if result.key == "gemm-floor" and result.status == "ok":
-                result.status, result.error = "error", "gpunn did not run"
+        elif result.key != "gemm-floor":  # the floor has no loss
+            diff = abs(result.first_loss - reference) / max(abs(reference), 1e-30)
+            result.loss_rel_diff = diff
+            if not diff <= rtol:  # NaN disagrees too
+                result.status = "disagrees"
 
 
 def _time_steps(side, n: int, settle_s: float = 0.0) -> float:
@@ -291,13 +289,9 @@ def _summarize(case: Case, results: list) -> None:
 
 
 def _xp(device: str):
-    if device == "gpu":
-        import cupy
+    from gpunn.backends import get_backend
 
-        return cupy
-    import numpy
-
-    return numpy
+    return get_backend(device).xp
 
 
 def _free(device: str) -> None:

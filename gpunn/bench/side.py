@@ -6,12 +6,10 @@ from gpunn.bench.models import N_BATCHES
 
 
 class Side:
-    """What every side shares: the batch cycle. Subclasses set ``key``, ``label``
-    and ``memory`` (a :mod:`gpunn.bench.memory` tracker class) and implement
-    ``_step(x, y)`` (returning the loss, or None)."""
+    """What every side shares: the batch cycle. Subclasses set ``key`` and
+    ``label`` and implement ``_step(x, y)`` (returning the loss, or None)."""
 
     key = label = ""
-    has_loss = True
     threads = "numpy"  # whose worker threads run its CPU work (BLAS, update pool)
 
     def __init__(self, case, batches):

@@ -19,7 +19,7 @@ class Torch(Side):
     def __init__(self, case, weights, batches, variant: str):
         import torch
 
-        self.torch, self.variant = torch, variant
+        self.torch = torch
         self.device = "cuda" if case.device == "gpu" else "cpu"
         if self.device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = PRECISIONS[case.precision].tf32
