@@ -1,12 +1,15 @@
 """The GPU backend keeps the reference signatures, and trains like the CPU backend.
 
-The signature check inspects the kernel op mixins and reads cupy_backend.py's source,
-so it runs without CuPy too; the
-training comparison needs a GPU (marker ``gpu``).
+The signature checks compare ``inspect.signature`` objects whole (names, kinds,
+defaults and annotations), exactly as on a GPU: without CuPy, ``cupy_backend.py`` is
+loaded against a stand-in ``cupy`` module that holds only what its class body reads.
+The training comparison needs a GPU (marker ``gpu``).
 """
 
-import ast
+import importlib.util
 import inspect
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -21,68 +24,75 @@ from gpunn.layers import Dense
 SOURCE = Path(gpunn.__file__).parent / "backends" / "cupy_backend.py"
 
 
-def _ast_signature(fn: ast.FunctionDef) -> list[tuple[str, str]]:
-    args = fn.args
-    return (
-        [("pos", a.arg) for a in args.posonlyargs + args.args]
-        + ([("var", args.vararg.arg)] if args.vararg else [])
-        + [("kw", a.arg) for a in args.kwonlyargs]
-        + ([("varkw", args.kwarg.arg)] if args.kwarg else [])
+def signature_mismatches(cls) -> list[str]:
+    """Every op of the reference whose signature ``cls`` changes, as text."""
+    found = []
+    for name, ref in inspect.getmembers(NumpyBackend, inspect.isfunction):
+        ours, theirs = inspect.signature(getattr(cls, name)), inspect.signature(ref)
+        if ours != theirs:
+            found.append(f"{cls.__name__}.{name}{ours} != reference {name}{theirs}")
+    return found
+
+
+def cupy_backend_class_without_cupy():
+    """``CupyBackend`` loaded from its source with a stand-in ``cupy`` module (only
+    the names its class body reads), under another module name, so nothing of it
+    stays in ``sys.modules``."""
+    memory = types.SimpleNamespace(
+        OutOfMemoryError=type("OutOfMemoryError", (MemoryError,), {})
     )
+    stand_in = types.ModuleType("cupy")
+    stand_in.cuda = types.SimpleNamespace(memory=memory)
+    spec = importlib.util.spec_from_file_location("_cupy_backend_source", SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("cupy")
+    sys.modules["cupy"] = stand_in
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = saved
+    return module.CupyBackend
 
 
-_KINDS = {
-    inspect.Parameter.POSITIONAL_ONLY: "pos",
-    inspect.Parameter.POSITIONAL_OR_KEYWORD: "pos",
-    inspect.Parameter.VAR_POSITIONAL: "var",
-    inspect.Parameter.KEYWORD_ONLY: "kw",
-    inspect.Parameter.VAR_KEYWORD: "varkw",
-}
-MIXINS = "gpunn.backends.gpu_"
-
-
-def _is_op(name: str) -> bool:
-    return not name.startswith("__") and hasattr(NumpyBackend, name)
-
-
-def _ref_signature(name: str) -> list[tuple[str, str]]:
-    params = inspect.signature(getattr(NumpyBackend, name)).parameters.values()
-    return [(_KINDS[p.kind], p.name) for p in params]
-
-
-def test_overrides_keep_the_reference_signatures():
-    """Every op the kernel mixins or CupyBackend override takes the reference's
-    arguments, so layers call one signature on both backends."""
-    mixins = [c for c in KernelBackend.__mro__ if c.__module__.startswith(MIXINS)]
+def test_kernel_mixins_keep_the_reference_signatures():
+    """Every op the kernel mixins override takes the reference's arguments, with its
+    defaults and annotations, so layers call one signature on both backends."""
+    mixins = [
+        c
+        for c in KernelBackend.__mro__
+        if c.__module__.startswith("gpunn.backends.gpu_")
+    ]
     assert len(mixins) == 4
-    checked = []
-    for cls in mixins:
-        for name, fn in vars(cls).items():
-            if callable(fn) and _is_op(name):
-                params = inspect.signature(fn).parameters.values()
-                kinds = [(_KINDS[p.kind], p.name) for p in params]
-                assert kinds == _ref_signature(name), f"{cls.__name__}.{name}"
-                checked.append(name)
-    tree = ast.parse(SOURCE.read_text())
-    cls = next(
-        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CupyBackend"
-    )
-    assert [b.id for b in cls.bases] == ["KernelBackend"]
-    for fn in cls.body:
-        if isinstance(fn, ast.FunctionDef) and _is_op(fn.name):
-            assert _ast_signature(fn) == _ref_signature(fn.name), fn.name
-            checked.append(fn.name)
-    assert checked, "nothing overrides the reference"
+    overridden = [n for c in mixins for n in vars(c) if hasattr(NumpyBackend, n)]
+    assert len(overridden) > 20, overridden
+    assert signature_mismatches(KernelBackend) == []
+
+
+def test_cupy_backend_keeps_the_reference_signatures_without_a_gpu():
+    cls = cupy_backend_class_without_cupy()
+    assert cls.__mro__[1] is KernelBackend
+    assert signature_mismatches(cls) == []
+
+
+def test_the_signature_check_catches_a_missing_annotation():
+    """A negative control: an override that drops an annotation is reported."""
+
+    class Drifted(KernelBackend):
+        def dense_activation(self, x, w, b, activation, options):
+            return super().dense_activation(x, w, b, activation, options)
+
+    (mismatch,) = signature_mismatches(Drifted)
+    assert "dense_activation" in mismatch
 
 
 @pytest.mark.gpu
 def test_imported_backend_keeps_the_reference_signatures():
     if gpu_skip_reason():
         pytest.skip(f"GPU backend not usable: {gpu_skip_reason()}")
-    gpu = gpunn.get_backend("gpu")
-    for name, ref in inspect.getmembers(NumpyBackend, inspect.isfunction):
-        ours = getattr(type(gpu), name)
-        assert inspect.signature(ours) == inspect.signature(ref), name
+    assert signature_mismatches(type(gpunn.get_backend("gpu"))) == []
 
 
 @pytest.mark.gpu

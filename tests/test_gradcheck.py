@@ -171,3 +171,31 @@ def test_gradcheck_prepares_targets_like_fit(rng):
     """A 1-D target vector for a one-column output, as fit accepts it."""
     z, t = rng.standard_normal((5, 1)), rng.integers(0, 2, 5)
     assert gpunn.gradcheck("binary_cross_entropy", z, t)
+
+
+def _float64_model(backend):
+    model = gpunn.Sequential(
+        [layers.Dense(8, activation="tanh"), layers.BatchNorm(), layers.Dense(3)],
+        input_dim=4,
+        dtype="float64",
+        backend=backend,
+        seed=3,
+    )
+    model.compile("softmax_cross_entropy", "sgd")
+    return model
+
+
+def test_models_and_layers_are_checked_on_their_own_backend(backend, rng):
+    """A float64 model or layer is checked where it was built (the GPU half reads
+    the gradients back from the device)."""
+    x, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    model = _float64_model(backend)
+    assert gpunn.gradcheck(model, x, y)
+    assert gpunn.gradcheck(model.layers[0], x)
+
+
+def test_a_kernel_backend_model_is_checked_with_its_kernels(kernel_backend, rng):
+    """The kernel ops (fused Dense + activation, batch norm) pass the whole-model
+    check: in CI on the emulator, and on a GPU."""
+    x, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    assert gpunn.gradcheck(_float64_model(kernel_backend), x, y)

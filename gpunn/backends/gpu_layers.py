@@ -252,7 +252,7 @@ class GpuLayerOps:
         return dx if need_dx else None
 
     # ---------------------------------------------------------------- fused dense
-    def dense_activation(self, x, w, b, activation, options):
+    def dense_activation(self, x, w, b, activation: str, options: dict):
         op, saves = fused_op(activation)
         check_dense(x, w, b)
         act = _kernel_act(op, options)
@@ -271,7 +271,7 @@ class GpuLayerOps:
         return y, (None if op == "identity" else z if saves == "x" else y)
 
     def backprop_dense_activation_(
-        self, x, w, dy, saved, dw, db, activation, options, need_dx=True
+        self, x, w, dy, saved, dw, db, activation: str, options: dict, need_dx=True
     ):
         op, _ = fused_op(activation)
         check_dense_grads(x, w, dy, saved, dw, db, op)
