@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import distributed_run
@@ -60,6 +61,45 @@ def test_a_multi_rank_launch_without_mpi4py_says_how_to_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     monkeypatch.setattr(dist_world, "_WORLD", None)
     with pytest.raises(gpunn.distributed.DistributedError, match=r"gpunn\[mpi\]"):
+        dist_world.world()
+
+
+def _mpi4py_without_an_mpi_library():
+    """A stand-in for mpi4py 4 installed where no MPI library can be loaded: importing
+    ``mpi4py.MPI`` raises RuntimeError, not ImportError."""
+    module = types.ModuleType("mpi4py")
+
+    def __getattr__(name):
+        raise RuntimeError("cannot load MPI library")
+
+    module.__getattr__ = __getattr__
+    return module
+
+
+@pytest.mark.parametrize("forced", ["1", None], ids=["forced", "plain"])
+def test_mpi4py_without_an_mpi_library_never_fails_a_single_process(
+    monkeypatch, forced
+):
+    for size, _, _ in dist_world._LAUNCHERS:
+        monkeypatch.delenv(size, raising=False)
+    if forced is None:
+        monkeypatch.delenv(dist_world.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(dist_world.ENV_VAR, forced)
+    monkeypatch.setitem(sys.modules, "mpi4py", _mpi4py_without_an_mpi_library())
+    monkeypatch.setattr(dist_world, "_WORLD", None)
+    assert dist_world.world().size == 1 and dist_world.world().comm is None
+    model = gpunn.Sequential([gpunn.layers.Dense(2)], input_dim=3, seed=0)
+    model.compile("mse", "sgd")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    assert gpunn.distributed.rank() == 0
+
+
+def test_a_multi_rank_launch_with_a_broken_mpi_says_how_to_fix(monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", _mpi4py_without_an_mpi_library())
+    monkeypatch.setattr(dist_world, "_WORLD", None)
+    with pytest.raises(gpunn.distributed.DistributedError, match="RuntimeError"):
         dist_world.world()
 
 

@@ -148,12 +148,13 @@ def _mpi_comm():
     needed = launched_size() > 1
     try:
         from mpi4py import MPI
-    except ImportError as exc:
-        if not needed:
+    except (ImportError, RuntimeError) as exc:  # mpi4py 4 without an MPI library
+        if not needed:  # raises RuntimeError ("cannot load MPI library")
             return None  # GPUNN_DISTRIBUTED=1 in one plain process: a world of one
         raise DistributedError(
             f"this process was launched as one of {launched_size()} MPI ranks, but "
-            f"mpi4py cannot be imported ({exc}); to fix: {_MPI_FIX}"
+            f"mpi4py cannot be imported ({type(exc).__name__}: {exc}); to fix: "
+            f"{_MPI_FIX}"
         ) from None
     return MPI.COMM_WORLD
 
