@@ -56,7 +56,7 @@ from gpunn.layers import (
     Whiten,
 )
 from gpunn.model import Sequential
-from gpunn.persistence import load
+from gpunn.loading import load
 
 __version__ = "0.1.0"
 

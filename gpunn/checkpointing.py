@@ -9,15 +9,13 @@ training state (:mod:`gpunn.persistence.training_state`).
 
 from __future__ import annotations
 
-import os
-import string
-
-from gpunn import distributed
-from gpunn.callbacks import Callback, _Monitor
+from gpunn import distributed, run_state
+from gpunn.callbacks import ModelCheckpoint
 from gpunn.checks import check_int
 from gpunn.errors import CheckpointError
+from gpunn.persistence import training_state
 
-_POSITION_FIELDS = ("epoch", "batch", "step")
+__all__ = ["FitLoop", "ModelCheckpoint"]
 
 
 class FitLoop:
@@ -104,21 +102,33 @@ class FitLoop:
             state["accumulated"] = [accumulator.batches, accumulator.total]
         return state, tensors
 
+    def save(self, path) -> None:
+        """Writes the training state (model, optimizer, generators, callbacks, this
+        position) to ``path`` atomically. In a data-parallel run every rank calls
+        it (the state gathers each rank's generators); rank 0 writes."""
+        states = callback_states(self.callbacks)
+        tensors, state, model_json = run_state.capture(self.model, states, self)
+        if distributed.is_primary():
+            training_state.write(path, tensors, state, model_json)
+
     def resume(self, path) -> None:
         """Restores the model, optimizer, generators and callbacks from the
         checkpoint at ``path`` and moves this loop to its position. CheckpointError,
         with nothing changed, when it does not fit (model, optimizer, dtype, or a
         mid-epoch position with other data size, batch size, shuffle or
         accumulation)."""
-        training_state = _training_state()
-        tensors, metadata = training_state.read(path)
-        restore = training_state.Restore(
-            self.model, tensors, metadata, self.callbacks, path
-        )
+        tensors, state = training_state.read(path)
+        restore = run_state.Restore(self.model, tensors, state, path)
         loop = restore.loop
         if loop is not None:
             self._check_position(loop, restore.loop_tensors, path)
-        restore.apply()
+        matched = _matched(self.callbacks, restore.callbacks)
+        undo_callbacks = _set_callback_states(matched, path)
+        try:
+            restore.apply()
+        except BaseException:
+            undo_callbacks()
+            raise
         if loop is None:
             return
         self.epoch, self.batch = loop["epoch"], loop["batch"]
@@ -169,182 +179,54 @@ class FitLoop:
             accumulator.batches, accumulator.total = saved["accumulated"]
 
 
-class ModelCheckpoint(Callback):
-    """Saves the whole training state (parameters, layer state, optimizer state and
-    step, lr schedule, generators, callbacks' state, loop position) so that
-    ``fit(..., resume_from=path)`` continues bitwise where it stopped (on the CPU).
+# ------------------------------------------------------------------ callbacks
+def callback_states(callbacks) -> dict:
+    """``{key: state}`` of the stateful callbacks (those whose ``get_state`` is not
+    None), keyed by class name (``_1``, ``_2``... for later ones of the same
+    class)."""
+    return {key: state for key, _, state in _keyed(callbacks)}
 
-    As ``keras.callbacks.ModelCheckpoint`` (with Keras' ``BackupAndRestore``
-    resume). Each file is written atomically (temp file, fsync, ``os.replace``), so a
-    crash mid-save leaves the previous checkpoint intact. The callback runs after the
-    others at every hook, so what it saves includes their updates for that epoch.
 
-    Args:
-        path: the file to write; may hold the format fields ``{epoch}`` (1-based: the
-            epochs completed at an epoch-end save, the epoch in progress at a batch
-            save), ``{batch}`` (batches done in that epoch), ``{step}`` (optimizer
-            updates so far) and, for epoch-end saves, the epoch logs
-            (``"ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"``).
-        monitor: the epoch log ``save_best_only`` watches. Default: ``"val_loss"``.
-        save_best_only: save only when ``monitor`` improves on the best so far.
-            Needs ``save_freq="epoch"``. Default: False.
-        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name). Default: ``"auto"``.
-        save_freq: ``"epoch"`` (at each epoch end) or an int ``n``: after every
-            ``n`` batches, counted across epochs. Default: ``"epoch"``.
-        keep_last: keep only the last ``n`` files this callback wrote (by distinct
-            path): older ones are deleted once the new one is committed. Default:
-            None (keep all).
-        verbose: print a line for each save. Default: 0.
+def _keyed(callbacks) -> list:
+    """``[(key, callback, state)]`` of the stateful callbacks."""
+    keyed, taken = [], set()
+    for callback in callbacks:
+        state = callback.get_state()
+        if state is None:
+            continue  # stateless
+        key, n = type(callback).__name__, 0
+        while key in taken:
+            n += 1
+            key = f"{type(callback).__name__}_{n}"
+        taken.add(key)
+        keyed.append((key, callback, state))
+    return keyed
+
+
+def _matched(callbacks, saved: dict) -> list:
+    """``[(callback, saved state)]`` for the callbacks of this run whose key is in
+    the checkpoint (others start afresh; saved states without a callback are unused).
     """
+    return [(cb, saved[key]) for key, cb, _ in _keyed(callbacks) if key in saved]
 
-    runs_last = True  # CallbackList calls it after the other callbacks
 
-    def __init__(
-        self,
-        path,
-        monitor: str = "val_loss",
-        save_best_only: bool = False,
-        mode: str = "auto",
-        save_freq="epoch",
-        keep_last: int | None = None,
-        verbose: int = 0,
-    ):
-        self.path = os.fspath(path)
-        self._monitor = _Monitor(monitor, mode, 0.0)
-        self.monitor, self.save_best_only = monitor, bool(save_best_only)
-        if save_freq != "epoch":
-            save_freq = check_int("save_freq", save_freq, 1)
-        self.save_freq = save_freq
-        self.keep_last = (
-            None if keep_last is None else check_int("keep_last", keep_last, 1)
-        )
-        if self.save_best_only and save_freq != "epoch":
-            raise ValueError(
-                "save_best_only needs save_freq='epoch' (epoch logs), got "
-                f"{save_freq!r}"
-            )
-        fields = _format_fields(self.path)
-        if save_freq != "epoch" and not fields <= set(_POSITION_FIELDS):
-            raise ValueError(
-                f"path may use only the fields {list(_POSITION_FIELDS)} with "
-                f"save_freq={save_freq}, got {sorted(fields)} in {self.path!r}"
-            )
-        self.verbose = verbose
-        self.saved: list[str] = []
-        self.batches = 0
+def _set_callback_states(matched: list, path):
+    """Sets each saved state; returns a function that undoes them. On a refused
+    state, undoes the others and raises CheckpointError naming the callback."""
+    done = []
 
-    # ------------------------------------------------------------ hooks
-    def on_train_begin(self, logs=None):
-        if self.save_best_only:
-            self._monitor.check(logs)
-        dp = distributed.active(self.model)
-        if dp is not None and self.save_freq != "epoch":
-            raise ValueError(
-                f"save_freq={self.save_freq} (mid-epoch checkpoints) is not supported "
-                f"with {dp.size} data-parallel ranks; use save_freq='epoch'"
-            )
-        if self._resuming():
-            return
-        self._monitor.reset()
-        self.saved, self.batches = [], 0
+    def undo() -> None:
+        for callback, state, flag in reversed(done):
+            callback.set_state(state)
+            callback._restored = flag
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self.batches += 1
-        if self.batches % self.save_freq == 0:
-            loop = self.model._loop
-            self._save(loop.epoch + 1, loop.batch, {})
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq != "epoch":
-            return
-        previous = self._monitor.best
-        if self.save_best_only:
-            value = self._monitor.value(logs)
-            if not self._monitor.better(value, previous):
-                return
-            self._monitor.best = value
+    for callback, state in matched:
+        previous = (callback, callback.get_state(), callback._restored)
         try:
-            self._save(epoch + 1, 0, logs or {})
-        except BaseException:
-            self._monitor.best = previous
-            raise
-
-    def _save(self, epoch: int, batch: int, logs: dict) -> None:
-        fields = {"epoch": epoch, "batch": batch, "step": self.model.optimizer.steps}
-        try:
-            path = self.path.format(**{**logs, **fields})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"ModelCheckpoint path {self.path!r} cannot be formatted with "
-                f"{sorted({**logs, **fields})}: {exc!r}"
-            ) from None
-        previous = list(self.saved)
-        self.saved = [p for p in self.saved if p != path] + [path]  # saved with it
-        try:
-            _training_state().save(
-                path, self.model, self.model._loop.callbacks, self.model._loop
-            )
-        except BaseException:
-            self.saved = previous
-            raise
-        if self.verbose and distributed.is_primary():
-            print(f"ModelCheckpoint: saved {path}")
-        if distributed.is_primary():
-            self._prune()
-        else:  # the other ranks keep the same list of files, written by rank 0
-            self.saved = self.saved[-self.keep_last :] if self.keep_last else self.saved
-
-    def _prune(self) -> None:
-        """Deletes the oldest files beyond ``keep_last`` (the new one is committed)."""
-        if self.keep_last is None:
-            return
-        old, self.saved = self.saved[: -self.keep_last], self.saved[-self.keep_last :]
-        for path in old:
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
-
-    # ------------------------------------------------------------ state
-    def get_state(self) -> dict:
-        """The files written (oldest first), the batch count and the best value."""
-        return {
-            "saved": list(self.saved),
-            "batches": self.batches,
-            **self._monitor.get_state(),
-        }
-
-    def set_state(self, state) -> None:
-        keys = ("saved", "batches", "monitor", "mode", "best")
-        if not isinstance(state, dict) or set(state) != set(keys):
-            got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(
-                f"ModelCheckpoint state must have {sorted(keys)}, got {got}"
-            )
-        saved = state["saved"]
-        if not isinstance(saved, list) or not all(isinstance(p, str) for p in saved):
-            raise ValueError(
-                f"ModelCheckpoint state 'saved' must be paths, got {saved!r}"
-            )
-        best = self._monitor.checked_best(state)
-        self.batches = check_int("batches", state["batches"], 0)
-        self.saved, self._monitor.best = list(saved), best
-        self._restored = True
-
-
-def _format_fields(path: str) -> set:
-    try:
-        parsed = list(string.Formatter().parse(path))
-    except ValueError as exc:
-        raise ValueError(f"path {path!r} is not a valid format string: {exc}") from None
-    return {name.split(".")[0].split("[")[0] for _, name, _, _ in parsed if name}
-
-
-def _training_state():
-    """:mod:`gpunn.persistence.training_state`, imported on first use: ``fit``
-    imports this module, and the persistence package imports the model."""
-    from gpunn.persistence import training_state
-
-    return training_state
+            callback.set_state(state)
+        except (ValueError, TypeError, KeyError) as exc:
+            undo()
+            name = type(callback).__name__
+            raise CheckpointError(f"{path}: state of callback {name}: {exc}") from exc
+        done.append(previous)
+    return undo

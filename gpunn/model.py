@@ -15,6 +15,8 @@ from gpunn.layers.activations import Activation
 from gpunn.layers.base import Layer
 from gpunn.layers.dense import Dense
 from gpunn.lr_find import lr_find as range_test
+from gpunn.persistence import model_io
+from gpunn.persistence.config import model_arguments, model_config
 
 DTYPES = ("float32", "float64")
 DEFAULT_METRICS = ("accuracy",)
@@ -542,11 +544,63 @@ class Sequential:
         dtype, input width, seed, weights (``"dense_0.kernel"`` shaped ``(n_in,
         units)``, as :meth:`get_weights`), layer state (``"batchnorm_1.running_mean"``,
         as :meth:`get_state`) and, when compiled and ``include_optimizer``, the loss,
-        optimizer and metric configs. ``gpunn.load(path)`` rebuilds it bitwise. See
-        :func:`gpunn.persistence.save`."""
-        from gpunn.persistence import model_io  # local: persistence builds Sequentials
+        optimizer and metric configs. ``gpunn.load(path)`` rebuilds it bitwise.
 
-        model_io.save(self, path, include_optimizer)
+        Raises:
+            NotBuiltError: the model is not built.
+            ValueError: something ``gpunn.load`` could not rebuild (a layer class not
+                in :mod:`gpunn.layers`, a loss or an lr given as a plain callable);
+                nothing is written.
+            OSError: the write failed; an existing file at ``path`` is intact.
+        """
+        arena = self._require_built()
+        weights = {
+            slot.key: self.backend.to_numpy(arena.view(arena.params, slot))
+            for slot in arena.slots
+        }
+        config = self.get_config(include_optimizer)
+        model_io.write(path, config, weights, self.get_state())
+
+    def get_config(self, include_optimizer: bool = True) -> dict:
+        """The architecture as a JSON-able dict: dtype, input width (None before
+        the model is built), seed, layer configs and, when compiled and
+        ``include_optimizer``, the loss, optimizer and metric configs (see
+        :mod:`gpunn.persistence.config`). Weights are not included."""
+        return model_config(self, include_optimizer)
+
+    @classmethod
+    def from_config(cls, config: dict, backend=None) -> Sequential:
+        """A new model from :meth:`get_config`'s dict, built when ``input_dim`` is
+        set (fresh weights drawn from ``seed``) and compiled when the dict has a
+        ``compile`` entry. ``backend`` as for the constructor. ValueError /
+        TypeError naming the bad entry (e.g. ``layers[2]``)."""
+        args = model_arguments(config)
+        model = cls(
+            args["layers"],
+            input_dim=args["input_dim"],
+            dtype=args["dtype"],
+            backend=backend,
+            seed=args["seed"],
+        )
+        if args["compile"] is not None:
+            model.compile(**args["compile"])
+        return model
+
+    def export(self, path, dtype=None, opset: int = 17) -> None:
+        """Writes the inference graph to an ONNX file, atomically: input ``"input"``
+        ``(batch, n_in)`` with a dynamic batch, output ``"output"``, the values
+        :meth:`predict` returns. Needs ``pip install "gpunn[onnx]"``.
+
+        Args:
+            path: the ``.onnx`` file to write (its directory must exist).
+            dtype: ``"float32"`` or ``"float64"``; None keeps the model's dtype.
+                Default: None.
+            opset: ONNX opset, >= 13. Default: 17.
+
+        See :func:`gpunn.export.export_onnx` for what is exported and raised."""
+        from gpunn.export import export_onnx  # local: onnx is optional
+
+        export_onnx(self, path, dtype, opset)
 
     def summary(self, print_fn=print) -> str:
         """Prints (and returns) a table of layers, output widths, parameter counts and

@@ -38,15 +38,14 @@ def fit(model, epochs=2, callbacks=(), **kwargs):
 
 
 def saved_state(path) -> dict:
-    _, metadata = training_state.read(path)
-    return json.loads(metadata[training_state.STATE_KEY])
+    return training_state.read(path)[1]
 
 
 # ------------------------------------------------------------------ contents
 def test_checkpoint_holds_documented_tensors(tmp_path):
     model = build()
     fit(model, callbacks=[ModelCheckpoint(tmp_path / "c.safetensors")])
-    tensors, metadata = training_state.read(tmp_path / "c.safetensors")
+    tensors, state = training_state.read(tmp_path / "c.safetensors")
     assert tensors["dense_0.kernel"].shape == (6, 16)
     np.testing.assert_array_equal(tensors["dense_0.kernel"], model.get_weights()[0])
     np.testing.assert_array_equal(
@@ -55,7 +54,6 @@ def test_checkpoint_holds_documented_tensors(tmp_path):
     np.testing.assert_array_equal(
         tensors["optimizer.exp_avg_sq"], model.optimizer.state["exp_avg_sq"]
     )
-    state = json.loads(metadata[training_state.STATE_KEY])
     assert state["optimizer"]["class"] == "Adam"
     assert state["optimizer"]["hyperparameters"]["lr"]["name"] == "cosine"
     assert state["optimizer"]["host"]["steps"] == model.optimizer.steps == 10
@@ -347,8 +345,7 @@ def zero_lr_scale(tensors, state):
     ],
 )
 def test_refused_values_roll_everything_back(saved, tmp_path, edit, match):
-    tensors, metadata = training_state.read(saved)
-    state = json.loads(metadata[training_state.STATE_KEY])
+    tensors, state = training_state.read(saved)
     edit(tensors, state)
     bad = tmp_path / "bad.safetensors"
     metadata = {training_state.STATE_KEY: json.dumps(state)}

@@ -33,7 +33,7 @@ from gpunn.layers import (
     Tanh,
     Whiten,
 )
-from gpunn.persistence import model_config, model_from_config, read_file, write_file
+from gpunn.persistence import model_config, read_file, write_file
 from gpunn.persistence.config import layer_classes
 
 
@@ -400,9 +400,10 @@ def test_pytorch_loads_the_weights_into_linear_layers(tmp_path):
     np.testing.assert_allclose(model.predict(X), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_model_from_config_builds_fresh_weights_from_the_seed():
+def test_from_config_builds_fresh_weights_from_the_seed():
     model = gpunn.Sequential([Dense(4), Dropout(0.5), Dense(2)], input_dim=3, seed=7)
-    again = model_from_config(model_config(model))
+    assert model.get_config() == model_config(model)
+    again = gpunn.Sequential.from_config(model.get_config())
     for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
         assert np.array_equal(a, b)
     assert again.layers[1].seed == model.layers[1].seed

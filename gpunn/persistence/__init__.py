@@ -1,23 +1,24 @@
-"""Saving and loading: safetensors files written atomically and read safely.
+"""Saving and loading as plain data: safetensors files written atomically and read
+safely. Nothing here imports the model or the callbacks: the model hands these
+modules its state and rebuilds itself from what they return.
 
 - :mod:`gpunn.persistence.safetensors`: ``write_file`` / ``read_file`` /
   ``clean_stale_temps``, the file layer (no pickle anywhere).
-- :mod:`gpunn.persistence.model_io`: whole models, ``model.save(path)`` and
-  :func:`load`, with the architecture as JSON inside the file.
-- :mod:`gpunn.persistence.config`: ``model_config(model)`` /
-  ``model_from_config(config, backend)``, the architecture as a dict.
+- :mod:`gpunn.persistence.model_io`: model files (``model.save(path)``, read back by
+  ``gpunn.load``), with the architecture as JSON inside the file.
+- :mod:`gpunn.persistence.config`: ``model_config(model)``, the architecture as a
+  dict, and ``model_arguments(config)``, what ``Sequential.from_config`` builds.
+- :mod:`gpunn.persistence.training_state`: training checkpoints as tensors and
+  JSON (``ModelCheckpoint``, ``fit(resume_from=...)``).
 """
 
-from gpunn.persistence.config import model_config, model_from_config
-from gpunn.persistence.model_io import load, save
+from gpunn.persistence.config import model_arguments, model_config
 from gpunn.persistence.safetensors import clean_stale_temps, read_file, write_file
 
 __all__ = [
     "clean_stale_temps",
-    "load",
+    "model_arguments",
     "model_config",
-    "model_from_config",
     "read_file",
-    "save",
     "write_file",
 ]

@@ -17,6 +17,9 @@ anything a file names; losses by :func:`gpunn.losses.get`, optimizers by
 metrics by :func:`gpunn.metrics.get`. A Dense layer built with a callable
 initializer records it as None and is rebuilt with the default initializer (its
 trained weights are in the file, so a loaded model is exact).
+
+This module builds layers, losses, optimizers and metrics, never the model:
+``Sequential.from_config(config)`` builds itself from :func:`model_arguments`.
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ def _metric(config, loss):
 
 
 def model_config(model, include_optimizer: bool = True) -> dict:
-    """The architecture of ``model`` as a JSON-able dict (see the module doc):
+    """The architecture of ``model`` (read from its ``dtype``, ``input_dim``,
+    ``seed``, ``layers``, ``loss``, ``optimizer`` and ``metrics``) as a JSON-able
+    dict (see the module doc):
     dtype, input width (None before the model is built), seed, layer configs and,
     when compiled, the loss, optimizer and metric configs. Weights and state are not
     included: :func:`gpunn.persistence.save` writes them as tensors."""
@@ -136,19 +141,13 @@ def model_config(model, include_optimizer: bool = True) -> dict:
     }
 
 
-def model_from_config(config: dict, backend=None):
-    """A new :class:`~gpunn.Sequential` from :func:`model_config`'s dict, built when
-    ``input_dim`` is set (fresh weights drawn from ``seed``) and compiled when the
-    dict has a ``compile`` entry.
-
-    Args:
-        config: the dict.
-        backend: ``"cpu"``, ``"gpu"``, ``"auto"`` or None, as for Sequential.
+def model_arguments(config: dict) -> dict:
+    """What ``Sequential.from_config`` builds a model from, out of
+    :func:`model_config`'s dict: ``{"layers": [new, unbuilt layers], "input_dim",
+    "dtype", "seed", "compile": compile kwargs or None}``.
 
     Raises: ValueError / TypeError naming the bad entry (e.g. ``layers[2]``).
     """
-    from gpunn.model import Sequential  # late: gpunn.model imports persistence
-
     _require_keys("model config", config, _CONFIG_KEYS)
     if config["version"] != VERSION:
         raise ValueError(f"config version must be {VERSION}, got {config['version']!r}")
@@ -161,16 +160,12 @@ def model_from_config(config: dict, backend=None):
         except (ValueError, TypeError, LookupError, ArithmeticError) as exc:
             kind = TypeError if isinstance(exc, TypeError) else ValueError
             raise kind(f"layers[{i}]: {exc}") from exc
-    model = Sequential(
-        layers,
-        input_dim=config["input_dim"],
-        dtype=config["dtype"],
-        backend=backend,
-        seed=config["seed"],
-    )
-    if config["compile"] is not None:
-        model.compile(**compile_arguments(config["compile"]))
-    return model
+    compiled = config["compile"]
+    return {
+        "layers": layers,
+        **{key: config[key] for key in ("input_dim", "dtype", "seed")},
+        "compile": None if compiled is None else compile_arguments(compiled),
+    }
 
 
 def _require_keys(what: str, config, keys: set) -> None:

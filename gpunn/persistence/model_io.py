@@ -16,6 +16,10 @@ The file (see :mod:`gpunn.persistence.safetensors`) holds:
 Layer names are the model's (``dense_0`` for the first layer when unnamed), so the
 names are stable across save and load. The optimizer's configuration is saved, not
 its state (moments, step count): training checkpoints hold that.
+
+This module reads and writes plain data (a config dict and named arrays); the model
+hands it its state (``Sequential.save``) and rebuilds itself from what :func:`read`
+returns (``gpunn.load``).
 """
 
 from __future__ import annotations
@@ -28,48 +32,36 @@ import numpy as np
 from gpunn.errors import CheckpointError
 from gpunn.layers.dense import Dense
 from gpunn.persistence import _header
-from gpunn.persistence.config import layer_from_config, model_config, model_from_config
+from gpunn.persistence.config import layer_from_config, model_arguments, model_config
 from gpunn.persistence.safetensors import read_file, write_file
-
-MODEL_KEY = "gpunn.model"
-FORMAT_KEY = "gpunn.format"
-_TRAINING_KEY = "gpunn.training_state"  # written by training checkpoints
+from gpunn.persistence.training_state import FORMAT_KEY, MODEL_KEY
+from gpunn.persistence.training_state import STATE_KEY as _TRAINING_KEY
 _TRAINING = ("optimizer.", "loop.", "callbacks.")  # their tensors beside the model's
 # what rebuilding from a (possibly tampered) configuration may raise
 CONFIG_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
 
 
-def save(model, path, include_optimizer: bool = True) -> None:
-    """Saves a built model (architecture, weights, layer state, and the loss,
-    optimizer and metric configs when compiled) to ``path``, atomically.
+def write(path, config: dict, weights: dict, state: dict) -> None:
+    """Writes a model file atomically (see the module doc); what ``model.save``
+    calls.
 
     Args:
-        model: a built :class:`~gpunn.Sequential`.
         path: the file to write (str or path-like), by convention
             ``*.safetensors``; replaced if it exists.
-        include_optimizer: save the compile configuration (loss, optimizer
-            hyperparameters, metrics); :func:`load` then returns a compiled model.
-            Default: True.
+        config: the model's configuration (:func:`~gpunn.persistence.config.
+            model_config`).
+        weights: ``{"<layer>.<parameter>": host array}``.
+        state: ``{"<layer>.<entry>": host array}``, the layers' state.
 
     Raises:
-        NotBuiltError: the model is not built.
-        ValueError: something :func:`load` could not rebuild (a layer class not in
-            :mod:`gpunn.layers`, a loss or an lr given as a plain callable); nothing
-            is written.
+        ValueError: something :func:`read` and ``gpunn.load`` would refuse (a layer
+            class not in :mod:`gpunn.layers`, a loss or an lr given as a plain
+            callable); nothing is written.
         OSError: the write failed; an existing file at ``path`` is intact.
     """
-    model._require_built()
-    config = model_config(model, include_optimizer)
     _check_rebuildable(config)
-    params = model.arena.params
-    tensors = {
-        slot.key: model.backend.to_numpy(model.arena.view(params, slot))
-        for slot in model.arena.slots
-    }
-    state = model.get_state()
-    tensors.update(state)
     metadata = {MODEL_KEY: model_json(config, state), FORMAT_KEY: "model"}
-    write_file(path, tensors, metadata)
+    write_file(path, {**weights, **state}, metadata)
 
 
 def model_json(config: dict, state: dict) -> str:
@@ -92,33 +84,24 @@ def _check_rebuildable(config: dict) -> None:
     """Rebuilds the layers, loss, optimizer and metrics, unbuilt, so a file that
     :func:`load` would refuse is never written."""
     try:
-        model_from_config({**config, "input_dim": None}, backend="cpu")
+        model_arguments({**config, "input_dim": None})
     except CONFIG_ERRORS as exc:
         raise ValueError(f"this model cannot be saved: {exc}") from exc
 
 
-def load(path, backend=None, *, compile: bool = True):
-    """Loads a model written by ``model.save(path)``.
-
-    The model is rebuilt from its configuration on ``backend``, its weights and
-    layer state are set bitwise from the file, and it is compiled when the file has
-    a compile configuration (a fresh optimizer: step 0, zero moments).
+def read(path, compile: bool = True) -> tuple[dict, dict, list]:
+    """``(config, tensors, state names)`` of a model file (or of a training
+    checkpoint that holds a model config, its training tensors left out), checked
+    as untrusted input before the model is built: the file layer's checks, the
+    ``"gpunn.model"`` JSON, and layer widths that fit the tensors in the file.
 
     Args:
         path: the file (str or path-like).
-        backend: ``"cpu"``, ``"gpu"``, ``"auto"`` or None (env ``GPUNN_BACKEND``,
-            else ``"auto"``), as for :class:`~gpunn.Sequential`.
-        compile: compile the model when the file says how. Default: True.
-
-    Returns: the :class:`~gpunn.Sequential`.
+        compile: keep the compile configuration (else it is set to None).
 
     Raises:
-        CheckpointError: the file is corrupt or unsafe (its subclasses
-            :class:`~gpunn.errors.CorruptFileError` /
-            :class:`~gpunn.errors.UnsafeFileError`), not a model file, holds an
-            invalid configuration, non-finite weights, or tensors that do not fit
-            its architecture (the message lists the missing, unexpected and
-            mismatched entries). Every message names the path.
+        CheckpointError: the file is corrupt or unsafe, not a model file, or its
+            configuration cannot fit its tensors. Every message names the path.
         OSError: the file cannot be read.
     """
     path = os.fspath(path)
@@ -131,16 +114,11 @@ def load(path, backend=None, *, compile: bool = True):
         config = {**config, "compile": None}
     try:
         _check_widths(config, tensors, path)
-        model = model_from_config(config, backend)
     except CheckpointError:
         raise
     except CONFIG_ERRORS as exc:
         raise CheckpointError(f"{path}: invalid model configuration: {exc}") from exc
-    if not model.built:
-        raise CheckpointError(f"{path}: the model configuration has no input_dim")
-    _check_tensors(model, tensors, saved["state"], path)
-    _set_tensors(model, tensors, saved["state"], path)
-    return model
+    return config, tensors, saved["state"]
 
 
 def _check_widths(config: dict, tensors: dict, path: str) -> None:
@@ -195,19 +173,21 @@ def _saved_json(metadata: dict, path: str) -> dict:
     return saved
 
 
-def _check_tensors(model, tensors: dict, state: list, path: str) -> None:
-    """CheckpointError listing missing, unexpected and mismatched tensors."""
-    expected = {s.key: s.shape for s in model.arena.slots}
-    names = {layer.name for layer in model.layers}
+def check_tensors(slots, dtype, tensors: dict, state: list, layers, path) -> None:
+    """CheckpointError listing missing, unexpected and mismatched tensors between a
+    file and the model rebuilt from it (``slots``: its arena's parameter slots,
+    ``layers``: its layer names), then refusing non-finite weights."""
+    expected = {s.key: s.shape for s in slots}
+    names = set(layers)
     owned = {k for k in state if k.split(".", 1)[0] in names} - set(expected)
     missing = sorted((set(expected) | owned) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected) - owned)
     mismatched = [
         f"{key}: file {tensors[key].dtype} {tensors[key].shape}, "
-        f"model {model.dtype} {shape}"
+        f"model {dtype} {shape}"
         for key, shape in expected.items()
         if key in tensors
-        and (tensors[key].dtype != model.dtype or tensors[key].shape != shape)
+        and (tensors[key].dtype != dtype or tensors[key].shape != shape)
     ]
     if missing or unexpected or mismatched:
         raise CheckpointError(
@@ -217,16 +197,3 @@ def _check_tensors(model, tensors: dict, state: list, path: str) -> None:
     for key in expected:
         if not np.isfinite(tensors[key]).all():
             raise CheckpointError(f"{path}: weights {key} contain NaN or infinity")
-
-
-def _set_tensors(model, tensors: dict, state: list, path: str) -> None:
-    model.set_weights([tensors[s.key] for s in model.arena.slots])
-    for layer in model.layers:
-        prefix = layer.name + "."
-        part = {k[len(prefix) :]: tensors[k] for k in state if k.startswith(prefix)}
-        try:
-            layer.set_state(part)
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"{path}: state of layer {layer.name}: {exc}"
-            ) from exc

@@ -1,5 +1,7 @@
-"""The training state of a model as tensors plus JSON: what ``ModelCheckpoint``
-writes and ``fit(resume_from=...)`` reads back, bitwise on the CPU.
+"""The training-state file: what ``ModelCheckpoint`` writes and ``fit(resume_from=...)``
+reads back, as plain data (tensors and JSON). It knows nothing of models or
+callbacks: :mod:`gpunn.run_state` captures a model's state into this form and
+restores it from what :func:`read` returns.
 
 Tensors, by documented names:
 
@@ -10,16 +12,16 @@ Tensors, by documented names:
   arena layout, and ``optimizer.grad_norm`` once clipping has measured it;
 - ``loop.*``: the running totals of a partly done epoch (see
   :class:`gpunn.checkpointing.FitLoop`);
-- ``callbacks.<key>.*``: arrays inside a callback's state (EarlyStopping's best
+- ``callbacks.<n>.*``: arrays inside a callback's state (EarlyStopping's best
   weights).
 
 Metadata ``"gpunn.format"`` is ``"training"``; the JSON under
 ``"gpunn.training_state"`` holds the dtype, the layer and loss configs, the
-optimizer's class, hyperparameters (the lr as a constant or a schedule config) and :meth:`~gpunn.optim.Optimizer.host_state` (step counter, ``lr_scale``),
-the generator states of the model and of its dropout/noise layers (dropout's
-counter-based generator on every backend; GaussianNoise's is ``null`` on the GPU,
-where CuPy does not expose cuRAND's state, so a resumed GPU run draws other noise),
-each callback's state and the loop position.
+optimizer's class, hyperparameters (the lr as a constant or a schedule config) and
+host state (step counter, ``lr_scale``), the generator states of the model and of its
+dropout/noise layers (dropout's counter-based generator on every backend;
+GaussianNoise's is ``null`` on the GPU, where CuPy does not expose cuRAND's state, so
+a resumed GPU run draws other noise), each callback's state and the loop position.
 """
 
 from __future__ import annotations
@@ -29,384 +31,76 @@ import os
 
 import numpy as np
 
-from gpunn import distributed, schedules
-from gpunn.callbacks import Callback
 from gpunn.errors import CheckpointError
-from gpunn.persistence import model_io, safetensors
+from gpunn.persistence import safetensors
 
 STATE_KEY = "gpunn.training_state"
 FORMAT_KEY = "gpunn.format"  # "training" here, "model" in model.save files
+MODEL_KEY = "gpunn.model"  # the model's config, when gpunn.load can rebuild it
 VERSION = 1
-_TENSOR = "__tensor__"  # a JSON placeholder for an array saved as a tensor
+TENSOR = "__tensor__"  # a JSON placeholder for an array saved as a tensor
 
 
-# ------------------------------------------------------------------ capture
-def capture(model, callbacks=(), loop=None) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` of everything a resumed ``fit`` needs: host copies
-    ready for :func:`gpunn.persistence.safetensors.write_file`."""
-    backend, arena, optimizer = model.backend, model.arena, model.optimizer
-    tensors = {
-        s.key: backend.to_numpy(arena.view(arena.params, s)) for s in arena.slots
-    }
-    tensors.update(model.get_state())
-    for name, buffer in optimizer.state.items():
-        tensors[f"optimizer.{name}"] = backend.to_numpy(buffer)
-    if optimizer.grad_norm is not None:
-        tensors["optimizer.grad_norm"] = backend.to_numpy(optimizer.grad_norm)
-    state = {
-        "version": VERSION,
-        **_identity(model),
-        "seed": model.seed,
-        "optimizer": {**_optimizer_identity(optimizer), "host": optimizer.host_state()},
-        "rng": {"model": model.rng.bit_generator.state, "layers": _layer_rngs(model)},
-        "callbacks": {
-            key: _split(value, f"callbacks.{key}", tensors)
-            for key, value in callback_states(callbacks).items()
-        },
-        "loop": None,
-    }
-    dp = distributed.active(model)
-    state["world_size"] = 1 if dp is None else dp.size
-    if dp is not None:  # each rank's dropout/noise streams (a collective call)
-        state["rng"]["ranks"] = dp.world.allgather_json(state["rng"]["layers"])
-    if loop is not None:
-        state["loop"], loop_tensors = loop.get_state()
-        tensors.update(loop_tensors)
+def write(path, tensors: dict, state: dict, model_json: str | None = None) -> None:
+    """Writes a training state atomically to ``path`` (a safetensors file).
+
+    Args:
+        path: the file (str or path-like).
+        tensors: ``{name: host array}`` (see the module doc for the names).
+        state: the JSON-able training state (arrays already moved into
+            ``tensors`` with :func:`split`).
+        model_json: the ``"gpunn.model"`` entry that lets ``gpunn.load`` open the
+            file as a model, or None.
+    """
     tensors = {k: np.asarray(v, order="C") for k, v in tensors.items()}
     metadata = {STATE_KEY: json.dumps(state, allow_nan=True), FORMAT_KEY: "training"}
-    config = model_io.rebuildable_config(model)
-    if config is not None:  # gpunn.load(checkpoint) then gives the model
-        metadata[model_io.MODEL_KEY] = model_io.model_json(config, model.get_state())
-    return tensors, metadata
-
-
-def callback_states(callbacks) -> dict:
-    """``{key: state}`` of the stateful callbacks, keyed by class name (``_1``,
-    ``_2``... for later ones of the same class)."""
-    return {key: cb.get_state() for key, cb in _keyed(callbacks).items()}
-
-
-def _keyed(callbacks) -> dict:
-    keyed = {}
-    for callback in callbacks:
-        if type(callback).get_state is Callback.get_state:
-            continue  # stateless
-        key, n = type(callback).__name__, 0
-        while key in keyed:
-            n += 1
-            key = f"{type(callback).__name__}_{n}"
-        keyed[key] = callback
-    return keyed
-
-
-def _identity(model) -> dict:
-    """What must equal between a checkpoint and the model resuming it."""
-    layers = [
-        {"class": type(layer).__name__, **layer.get_config()} for layer in model.layers
-    ]
-    loss = model.loss.get_config() if hasattr(model.loss, "get_config") else None
-    return _jsonable({"dtype": model.dtype.name, "layers": layers, "loss": loss})
-
-
-def _optimizer_identity(optimizer) -> dict:
-    hyper = _jsonable(optimizer.hyperparameters())
-    return {"class": type(optimizer).__name__, "hyperparameters": hyper}
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, allow_nan=True, default=repr))
-
-
-def _noise_layers(model) -> list:
-    return [layer for layer in model.layers if getattr(layer, "generator", None)]
-
-
-def _layer_rngs(model) -> dict:
-    states = {}
-    for layer in _noise_layers(model):
-        states[layer.name] = model.backend.generator_state(layer.generator)
-    return states
-
-
-def _split(value, name: str, tensors: dict):
-    """``value`` with every NumPy array moved into ``tensors`` under a dotted name."""
-    if isinstance(value, np.ndarray):
-        tensors[name] = value
-        return {_TENSOR: name}
-    if isinstance(value, dict):
-        return {str(k): _split(v, f"{name}.{k}", tensors) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_split(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _join(value, tensors: dict):
-    """Inverse of :func:`_split`; KeyError for a missing tensor."""
-    if isinstance(value, dict):
-        if set(value) == {_TENSOR}:
-            return tensors[value[_TENSOR]]
-        return {k: _join(v, tensors) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_join(v, tensors) for v in value]
-    return value
-
-
-# ------------------------------------------------------------------ files
-def save(path, model, callbacks=(), loop=None) -> None:
-    """Writes :func:`capture` atomically to ``path`` (a safetensors file). In a
-    data-parallel run every rank must call it; rank 0 writes."""
-    tensors, metadata = capture(model, callbacks, loop)
-    if distributed.is_primary():
-        safetensors.write_file(os.fspath(path), tensors, metadata)
+    if model_json is not None:
+        metadata[MODEL_KEY] = model_json
+    safetensors.write_file(os.fspath(path), tensors, metadata)
 
 
 def read(path) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` of a checkpoint file, validated by the file layer."""
-    return safetensors.read_file(os.fspath(path))
-
-
-# ------------------------------------------------------------------ restore
-class Restore:
-    """A checkpoint checked against a model, ready to :meth:`apply`.
-
-    Construction reads nothing into the model: it raises :class:`CheckpointError`
-    naming ``path`` and listing the missing, unexpected and mismatched entries when the
-    checkpoint does not fit the model, its optimizer or its dtype. ``loop`` and
-    ``loop_tensors`` are the saved loop position for the caller to check.
-    """
-
-    def __init__(self, model, tensors: dict, metadata: dict, callbacks=(), path=""):
-        self.model, self.tensors, self.path = model, tensors, str(path)
-        try:
-            self.state = _parse(metadata, self.path)
-            problems = _compare(model, tensors, self.state)
-            if any(problems):
-                raise CheckpointError(self._describe(*problems))
-            self.lr = _saved_lr(model.optimizer, self.state["optimizer"])
-            self.rngs = _checked_rngs(model, _this_ranks_rngs(model, self.state, path))
-            self.callbacks = _matched_callbacks(callbacks, self.state, tensors)
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(
-                f"{self.path}: unreadable training state: {exc}"
-            ) from exc
-        self.loop = self.state["loop"]
-        self.loop_tensors = {k: v for k, v in tensors.items() if k.startswith("loop.")}
-
-    def _describe(self, missing, unexpected, mismatched) -> str:
-        return (
-            f"checkpoint {self.path} does not fit this model: missing {missing}, "
-            f"unexpected {unexpected}, mismatched {mismatched}"
-        )
-
-    def apply(self) -> None:
-        """Restores callbacks, layer state, parameters, optimizer and generators; all
-        or nothing (CheckpointError naming the entry when a value is refused)."""
-        model, optimizer = self.model, self.model.optimizer
-        undo_callbacks = _set_callback_states(self.callbacks, self.path)
-        before, optimizer_before = model._snapshot(), optimizer.snapshot()
-        try:
-            self._apply_model()
-        except (ValueError, TypeError) as exc:
-            model._restore(before)
-            optimizer.restore(optimizer_before)
-            undo_callbacks()
-            raise CheckpointError(f"{self.path}: {exc}") from exc
-        model.rng.bit_generator.state = self.rngs["model"]
-        for layer in _noise_layers(model):
-            saved = self.rngs["layers"][layer.name]
-            if saved is not None and model.backend.generator_state(layer.generator):
-                model.backend.set_generator_state(layer.generator, saved)
-
-    def _apply_model(self) -> None:
-        model, tensors = self.model, self.tensors
-        optimizer, backend, arena = model.optimizer, model.backend, model.arena
-        model.set_state({key: tensors[key] for key in model.get_state()})
-        for slot in arena.slots:
-            arena.view(arena.params, slot)[...] = backend.asarray(tensors[slot.key])
-        if self.lr is not None:
-            optimizer.lr = self.lr  # resets lr_scale, which the host state sets
-        optimizer.load_host_state(self.state["optimizer"]["host"])
-        for name, buffer in optimizer.state.items():
-            buffer[...] = backend.asarray(tensors[f"optimizer.{name}"])
-        norm = tensors.get("optimizer.grad_norm")
-        optimizer.grad_norm = None if norm is None else backend.asarray(norm).copy()
-
-
-def _parse(metadata: dict, path: str) -> dict:
+    """``(tensors, state)`` of a training checkpoint: the file checked by the file
+    layer, the state parsed from its JSON. CheckpointError naming ``path`` when the
+    file is not a training checkpoint or its state is unreadable."""
+    path = os.fspath(path)
+    tensors, metadata = safetensors.read_file(path)
     if STATE_KEY not in metadata:
         raise CheckpointError(
             f"{path} is not a training checkpoint: no {STATE_KEY!r} metadata (a "
             "model file from model.save? load it with gpunn.load)"
         )
-    state = json.loads(metadata[STATE_KEY])
+    try:
+        state = json.loads(metadata[STATE_KEY])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: unreadable training state: {exc}") from None
     if not isinstance(state, dict) or state.get("version") != VERSION:
         got = state.get("version") if isinstance(state, dict) else state
         raise CheckpointError(
             f"{path}: training state version must be {VERSION}, got {got!r}"
         )
-    return state
+    return tensors, state
 
 
-def _compare(model, tensors: dict, state: dict) -> tuple[list, list, list]:
-    """``(missing, unexpected, mismatched)`` entries between checkpoint and model."""
-    expected = _expected_tensors(model)
-    saved = {
-        k: v
-        for k, v in tensors.items()
-        if not k.startswith(("loop.", "callbacks.")) and k != "optimizer.grad_norm"
-    }
-    missing = sorted(set(expected) - set(saved))
-    unexpected = sorted(set(saved) - set(expected))
-    mismatched = []
-    for key in sorted(set(expected) & set(saved)):
-        want, got = expected[key], (saved[key].dtype.name, saved[key].shape)
-        if got[1] != want[1] or want[0] not in (None, got[0]):
-            mismatched.append(
-                f"{key}: checkpoint {got[0]} {got[1]}, model {want[0] or 'real'} "
-                f"{want[1]}"
-            )
-    ours, theirs = _identity(model), {key: state[key] for key in _identity(model)}
-    for found, optimizer in (
-        (ours, _optimizer_identity(model.optimizer)),
-        (theirs, state["optimizer"]),
-    ):  # the lr is state (the checkpoint's is kept), not identity
-        found["optimizer.class"] = optimizer["class"]
-        found["optimizer.hyperparameters"] = _without_lr(optimizer["hyperparameters"])
-    if ours["optimizer.class"] != theirs["optimizer.class"]:
-        del ours["optimizer.hyperparameters"]  # not comparable
-    return missing, unexpected, _differences("", theirs, ours) + mismatched
+def split(value, name: str, tensors: dict):
+    """``value`` with every NumPy array moved into ``tensors`` under a dotted name
+    (``name.<key>``), replaced by ``{"__tensor__": name}``."""
+    if isinstance(value, np.ndarray):
+        tensors[name] = value
+        return {TENSOR: name}
+    if isinstance(value, dict):
+        return {str(k): split(v, f"{name}.{k}", tensors) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [split(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]
+    return value.item() if isinstance(value, np.generic) else value
 
 
-def _without_lr(hyperparameters: dict) -> dict:
-    return {k: v for k, v in hyperparameters.items() if k != "lr"}
-
-
-def _differences(name: str, saved, ours) -> list[str]:
-    """``"name: checkpoint X, model Y"`` for each differing leaf of two JSON values:
-    dicts key by key (layer configs only when of the same class), lists item by
-    item."""
-    if saved == ours:
-        return []
-    if isinstance(saved, list) and isinstance(ours, list):
-        found = [
-            d
-            for i, (a, b) in enumerate(zip(saved, ours))
-            for d in _differences(f"{name}[{i}]", a, b)
-        ]
-        if len(saved) != len(ours):
-            found.append(f"len({name}): checkpoint {len(saved)}, model {len(ours)}")
-        return found
-    if (
-        isinstance(saved, dict)
-        and isinstance(ours, dict)
-        and saved.get("class") == ours.get("class")
-    ):
-        prefix = f"{name}." if name else ""
-        return [
-            d
-            for key in sorted(set(ours) | (set(saved) & set(ours)))
-            for d in _differences(prefix + key, saved.get(key), ours.get(key))
-        ]
-    return [f"{name}: checkpoint {saved}, model {ours}"]
-
-
-def _expected_tensors(model) -> dict:
-    """``{name: (dtype name or None for any real dtype, shape)}``."""
-    dtype, arena = model.dtype.name, model.arena
-    expected = {s.key: (dtype, s.shape) for s in arena.slots}
-    for key, value in model.get_state().items():
-        expected[key] = (None, np.shape(value))  # set_state converts real dtypes
-    for name in model.optimizer.state:
-        expected[f"optimizer.{name}"] = (dtype, (arena.size,))
-    return expected
-
-
-def _saved_lr(optimizer, saved: dict):
-    """The lr (a float or a rebuilt schedule) to give the optimizer, or None to keep
-    its own (a plain callable schedule, recorded only by its repr)."""
-    lr = saved["hyperparameters"]["lr"]
-    if isinstance(lr, dict):
-        return schedules.from_config(lr)
-    if isinstance(lr, str):
-        if optimizer.schedule is None or hasattr(optimizer.schedule, "get_config"):
-            raise CheckpointError(
-                f"the checkpoint's lr is a plain callable ({lr}): resume with an "
-                "optimizer built with that callable as its lr"
-            )
-        return None
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"optimizer lr must be a number > 0, got {lr!r}")
-    return float(lr)
-
-
-def _this_ranks_rngs(model, state: dict, path) -> dict:
-    """The generator states of this rank; CheckpointError when the checkpoint was
-    written by another number of data-parallel ranks."""
-    dp = distributed.active(model)
-    size, saved = 1 if dp is None else dp.size, state.get("world_size", 1)
-    if saved != size:
-        raise CheckpointError(
-            f"{path}: the checkpoint was written by {saved} data-parallel rank(s), "
-            f"but this run has {size}; resume it with the same number of ranks"
-        )
-    rngs = state["rng"]
-    return rngs if dp is None else {**rngs, "layers": rngs["ranks"][dp.rank]}
-
-
-def _checked_rngs(model, saved: dict) -> dict:
-    """The saved generator states, each tried on a scratch generator first."""
-    scratch = type(model.rng.bit_generator)(0)
-    scratch.state = saved["model"]
-    names = sorted(layer.name for layer in _noise_layers(model))
-    if sorted(saved["layers"]) != names:
-        raise ValueError(f"rng.layers must name {names}, got {sorted(saved['layers'])}")
-    for layer in _noise_layers(model):
-        state = saved["layers"][layer.name]
-        if state is not None and model.backend.generator_state(layer.generator):
-            _scratch_set_state(layer.generator, state)
-    return saved
-
-
-def _scratch_set_state(generator, state) -> None:
-    """Sets ``state`` on a fresh generator of ``generator``'s kind (ValueError or
-    TypeError when it does not fit), leaving ``generator`` alone."""
-    if hasattr(generator, "set_state"):  # gpunn's own (dropout's CounterRNG)
-        type(generator)(0).set_state(state)
-    else:
-        type(generator.bit_generator)(0).state = state
-
-
-def _matched_callbacks(callbacks, state: dict, tensors: dict) -> list:
-    """``[(callback, saved state)]`` for the callbacks of this run whose key is in
-    the checkpoint (others start afresh; saved states without a callback are unused).
-    """
-    saved = state["callbacks"]
-    return [
-        (callback, _join(saved[key], tensors))
-        for key, callback in _keyed(callbacks).items()
-        if key in saved
-    ]
-
-
-def _set_callback_states(matched: list, path: str):
-    """Sets each saved state; returns a function that undoes them. On a refused
-    state, undoes the others and raises CheckpointError naming the callback."""
-    done = []
-
-    def undo() -> None:
-        for callback, state, flag in reversed(done):
-            callback.set_state(state)
-            callback._restored = flag
-
-    for callback, state in matched:
-        previous = (callback, callback.get_state(), callback._restored)
-        try:
-            callback.set_state(state)
-        except (ValueError, TypeError, KeyError) as exc:
-            undo()
-            name = type(callback).__name__
-            raise CheckpointError(f"{path}: state of callback {name}: {exc}") from exc
-        done.append(previous)
-    return undo
+def join(value, tensors: dict):
+    """Inverse of :func:`split`; KeyError for a missing tensor."""
+    if isinstance(value, dict):
+        if set(value) == {TENSOR}:
+            return tensors[value[TENSOR]]
+        return {k: join(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [join(v, tensors) for v in value]
+    return value

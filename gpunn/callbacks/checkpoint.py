@@ -1,0 +1,184 @@
+"""``ModelCheckpoint``: the callback that writes training checkpoints (the loop it
+saves, and resume, are in :mod:`gpunn.checkpointing`)."""
+
+from __future__ import annotations
+
+import os
+import string
+
+from gpunn import distributed
+from gpunn.callbacks.base import Callback, _Monitor
+from gpunn.checks import check_int
+
+_POSITION_FIELDS = ("epoch", "batch", "step")
+
+
+class ModelCheckpoint(Callback):
+    """Saves the whole training state (parameters, layer state, optimizer state and
+    step, lr schedule, generators, callbacks' state, loop position) so that
+    ``fit(..., resume_from=path)`` continues bitwise where it stopped (on the CPU).
+
+    As ``keras.callbacks.ModelCheckpoint`` (with Keras' ``BackupAndRestore``
+    resume). Each file is written atomically (temp file, fsync, ``os.replace``), so a
+    crash mid-save leaves the previous checkpoint intact. The callback runs after the
+    others at every hook, so what it saves includes their updates for that epoch.
+
+    Args:
+        path: the file to write; may hold the format fields ``{epoch}`` (1-based: the
+            epochs completed at an epoch-end save, the epoch in progress at a batch
+            save), ``{batch}`` (batches done in that epoch), ``{step}`` (optimizer
+            updates so far) and, for epoch-end saves, the epoch logs
+            (``"ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"``).
+        monitor: the epoch log ``save_best_only`` watches. Default: ``"val_loss"``.
+        save_best_only: save only when ``monitor`` improves on the best so far.
+            Needs ``save_freq="epoch"``. Default: False.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (from the name). Default: ``"auto"``.
+        save_freq: ``"epoch"`` (at each epoch end) or an int ``n``: after every
+            ``n`` batches, counted across epochs. Default: ``"epoch"``.
+        keep_last: keep only the last ``n`` files this callback wrote (by distinct
+            path): older ones are deleted once the new one is committed. Default:
+            None (keep all).
+        verbose: print a line for each save. Default: 0.
+    """
+
+    runs_last = True  # CallbackList calls it after the other callbacks
+
+    def __init__(
+        self,
+        path,
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        save_freq="epoch",
+        keep_last: int | None = None,
+        verbose: int = 0,
+    ):
+        self.path = os.fspath(path)
+        self._monitor = _Monitor(monitor, mode, 0.0)
+        self.monitor, self.save_best_only = monitor, bool(save_best_only)
+        if save_freq != "epoch":
+            save_freq = check_int("save_freq", save_freq, 1)
+        self.save_freq = save_freq
+        self.keep_last = (
+            None if keep_last is None else check_int("keep_last", keep_last, 1)
+        )
+        if self.save_best_only and save_freq != "epoch":
+            raise ValueError(
+                "save_best_only needs save_freq='epoch' (epoch logs), got "
+                f"{save_freq!r}"
+            )
+        fields = _format_fields(self.path)
+        if save_freq != "epoch" and not fields <= set(_POSITION_FIELDS):
+            raise ValueError(
+                f"path may use only the fields {list(_POSITION_FIELDS)} with "
+                f"save_freq={save_freq}, got {sorted(fields)} in {self.path!r}"
+            )
+        self.verbose = verbose
+        self.saved: list[str] = []
+        self.batches = 0
+
+    # ------------------------------------------------------------ hooks
+    def on_train_begin(self, logs=None):
+        if self.save_best_only:
+            self._monitor.check(logs)
+        dp = distributed.active(self.model)
+        if dp is not None and self.save_freq != "epoch":
+            raise ValueError(
+                f"save_freq={self.save_freq} (mid-epoch checkpoints) is not supported "
+                f"with {dp.size} data-parallel ranks; use save_freq='epoch'"
+            )
+        if self._resuming():
+            return
+        self._monitor.reset()
+        self.saved, self.batches = [], 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self.batches += 1
+        if self.batches % self.save_freq == 0:
+            loop = self.model._loop
+            self._save(loop.epoch + 1, loop.batch, {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq != "epoch":
+            return
+        previous = self._monitor.best
+        if self.save_best_only:
+            value = self._monitor.value(logs)
+            if not self._monitor.better(value, previous):
+                return
+            self._monitor.best = value
+        try:
+            self._save(epoch + 1, 0, logs or {})
+        except BaseException:
+            self._monitor.best = previous
+            raise
+
+    def _save(self, epoch: int, batch: int, logs: dict) -> None:
+        fields = {"epoch": epoch, "batch": batch, "step": self.model.optimizer.steps}
+        try:
+            path = self.path.format(**{**logs, **fields})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint path {self.path!r} cannot be formatted with "
+                f"{sorted({**logs, **fields})}: {exc!r}"
+            ) from None
+        previous = list(self.saved)
+        self.saved = [p for p in self.saved if p != path] + [path]  # saved with it
+        try:
+            self.model._loop.save(path)
+        except BaseException:
+            self.saved = previous
+            raise
+        if self.verbose and distributed.is_primary():
+            print(f"ModelCheckpoint: saved {path}")
+        if distributed.is_primary():
+            self._prune()
+        else:  # the other ranks keep the same list of files, written by rank 0
+            self.saved = self.saved[-self.keep_last :] if self.keep_last else self.saved
+
+    def _prune(self) -> None:
+        """Deletes the oldest files beyond ``keep_last`` (the new one is committed)."""
+        if self.keep_last is None:
+            return
+        old, self.saved = self.saved[: -self.keep_last], self.saved[-self.keep_last :]
+        for path in old:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+    # ------------------------------------------------------------ state
+    def get_state(self) -> dict:
+        """The files written (oldest first), the batch count and the best value."""
+        return {
+            "saved": list(self.saved),
+            "batches": self.batches,
+            **self._monitor.get_state(),
+        }
+
+    def set_state(self, state) -> None:
+        keys = ("saved", "batches", "monitor", "mode", "best")
+        if not isinstance(state, dict) or set(state) != set(keys):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"ModelCheckpoint state must have {sorted(keys)}, got {got}"
+            )
+        saved = state["saved"]
+        if not isinstance(saved, list) or not all(isinstance(p, str) for p in saved):
+            raise ValueError(
+                f"ModelCheckpoint state 'saved' must be paths, got {saved!r}"
+            )
+        best = self._monitor.checked_best(state)
+        self.batches = check_int("batches", state["batches"], 0)
+        self.saved, self._monitor.best = list(saved), best
+        self._restored = True
+
+
+def _format_fields(path: str) -> set:
+    try:
+        parsed = list(string.Formatter().parse(path))
+    except ValueError as exc:
+        raise ValueError(f"path {path!r} is not a valid format string: {exc}") from None
+    return {name.split(".")[0].split("[")[0] for _, name, _, _ in parsed if name}
