@@ -1,5 +1,6 @@
 """``gpunn info`` (versions, and whether and how the GPU backend runs) and ``gpunn
-warmup`` (compile every CUDA kernel into CuPy's cache before the first training run)."""
+warmup`` (compile every CUDA kernel into the on-disk cache before the first training
+run)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def add_parsers(sub) -> None:
     sub.add_parser("info", help="print versions and whether the GPU backend is usable")
     warmup = sub.add_parser(
         "warmup",
-        help="compile every CUDA kernel into CuPy's on-disk cache (needs a GPU)",
+        help="compile every CUDA kernel into gpunn's on-disk cache (needs a GPU)",
     )
     warmup.add_argument(
         "--no-half",
@@ -58,8 +59,8 @@ def info(args) -> int:
 
 
 def warmup(args) -> int:
-    """Compiles every exported kernel (NVRTC through CuPy, which caches the binaries
-    on disk), so the first training step of later runs compiles nothing."""
+    """Compiles every exported kernel (NVRTC through CuPy; the binaries are cached on
+    disk), so the first training step of later runs compiles nothing."""
     gpu = backends.get_backend("gpu")  # BackendUnavailableError says how to fix
     start = time.perf_counter()
     names = gpu.kernels.warmup(half=not args.no_half)
@@ -77,9 +78,11 @@ def _names(filename: str) -> tuple[str, ...]:
 
 
 def _cache_dir() -> str:
-    """CuPy's kernel cache directory (``CUPY_CACHE_DIR``, else its default)."""
-    default = os.path.join(os.path.expanduser("~"), ".cupy", "kernel_cache")
-    return os.environ.get("CUPY_CACHE_DIR", default)
+    """gpunn's kernel cache directory (``GPUNN_KERNEL_CACHE``, else ``gpunn/`` in
+    CuPy's cache directory)."""
+    from gpunn.backends import kernel_cache
+
+    return kernel_cache.cache_dir()
 
 
 COMMANDS = {"info": info, "warmup": warmup}

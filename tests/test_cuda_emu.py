@@ -134,8 +134,8 @@ def test_a_build_error_shows_the_compiler_message(tmp_path):
 
 
 @pytest.mark.parametrize("dtype, name", [("float32", "float"), ("float64", "double")])
-def test_the_shipped_scale_kernel_runs(dtype, name):
-    module = emulator.load(KERNELS / "scale.cu", KERNELS)
+def test_a_kernel_in_the_shipped_style_runs(dtype, name):
+    module = emulator.load(ROOT / "tests" / "cuda_emu" / "scale.cu", KERNELS)
     x = np.arange(1001, dtype=dtype)
     module.get_function(f"scale_<{name}>")(
         (3,), (256,), (x, np.dtype(dtype).type(3), np.int64(1001))
@@ -144,7 +144,9 @@ def test_the_shipped_scale_kernel_runs(dtype, name):
 
 
 def test_half_kernels_compute_in_float():
-    module = emulator.load(KERNELS / "scale.cu", KERNELS, ("GPUNN_HALF",))
+    module = emulator.load(
+        ROOT / "tests" / "cuda_emu" / "scale.cu", KERNELS, ("GPUNN_HALF",)
+    )
     x = np.linspace(-2, 2, 77).astype(np.float16)
     expected = (x.astype(np.float32) * np.float32(1.5)).astype(np.float16)
     module.get_function("scale_<__half>")(

@@ -4,8 +4,8 @@ where an NVRTC library can be found, every file compiles with NVRTC exactly as C
 will compile it at run time (the loader's inlined text and name expressions).
 
 NVRTC is looked for in env ``GPUNN_NVRTC`` (a path to ``libnvrtc.so``), the
-``nvidia-cuda-nvrtc`` wheel and the library path; CI compiles with nvcc instead
-(tests/test_packaging.py) when none is there.
+``nvidia-cuda-nvrtc`` wheel (in the test extra on Linux x86-64) and the library path;
+nvcc compiles every file too (tests/test_packaging.py).
 """
 
 import ctypes
@@ -57,7 +57,8 @@ def _nvrtc():
     return None
 
 
-def _compile(lib, source, names, options) -> tuple[int, str, list]:
+def _compile(lib, source, names, options) -> tuple[int, str, list, str]:
+    """NVRTC's ``(status, log, lowered names, PTX)`` for ``source``."""
     prog = ctypes.c_void_p()
     text = source.text.encode()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), text, None, 0, None, None) == 0
@@ -70,12 +71,16 @@ def _compile(lib, source, names, options) -> tuple[int, str, list]:
         lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
         log = ctypes.create_string_buffer(size.value + 1)
         lib.nvrtcGetProgramLog(prog, log)
-        lowered = []
+        lowered, ptx = [], ctypes.create_string_buffer(1)
         for name in names if status == 0 else ():
             out = ctypes.c_char_p()
             lib.nvrtcGetLoweredName(prog, name.encode(), ctypes.byref(out))
             lowered.append(out.value)
-        return status, log.value.decode(errors="replace"), lowered
+        if status == 0:
+            lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+            ptx = ctypes.create_string_buffer(size.value + 1)
+            lib.nvrtcGetPTX(prog, ptx)
+        return status, log.value.decode(errors="replace"), lowered, ptx.value.decode()
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
 
@@ -104,9 +109,40 @@ def test_kernel_compiles_with_nvrtc(filename, arch, half):
         if include is None:
             pytest.skip("no cuda_fp16.h for the half module (CuPy brings its own)")
         options += ["-DGPUNN_HALF", f"-I{include}"]
-    status, log, lowered = _compile(lib, source, names, options)
+    status, log, lowered, _ = _compile(lib, source, names, options)
     assert status == 0, log
     assert all(lowered), f"names without a kernel: {names}"
+
+
+# PTX instructions that flush float32 subnormals carry ``.ftz``. With -ftz=false only
+# the approximate building blocks inside CUDA's own exp/erf/tanh keep it (those
+# functions scale their arguments around it); no arithmetic, compare or conversion may.
+FTZ = re.compile(r"\b([a-z0-9]+(?:\.[a-z0-9]+)*\.ftz(?:\.[a-z0-9]+)*)")
+MATH_LIBRARY_FTZ = {"ex2.approx.ftz.f32", "rcp.approx.ftz.f32", "rcp.approx.ftz.f64"}
+
+
+def _flushing_instructions(lib, filename: str, options) -> set:
+    source = kernels.read_source(filename)
+    options = [*options, "--gpu-architecture=compute_90"]
+    status, log, _, ptx = _compile(lib, source, source.exports, options)
+    assert status == 0, log
+    return set(FTZ.findall(ptx)) - MATH_LIBRARY_FTZ
+
+
+@pytest.mark.parametrize("filename", FILES)
+def test_kernels_keep_float32_subnormals(filename):
+    """With gpunn's options no instruction flushes float32 subnormals; with the
+    ``-ftz=true`` that cupy.RawModule appends (NVRTC takes the last of repeated
+    options) they would: the negative control, and why gpunn compiles without it."""
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("no NVRTC library here (set GPUNN_NVRTC to libnvrtc.so)")
+    assert "-ftz=false" in kernels.NVRTC_OPTIONS
+    assert _flushing_instructions(lib, filename, kernels.NVRTC_OPTIONS) == set()
+    flushed = _flushing_instructions(
+        lib, filename, [*kernels.NVRTC_OPTIONS, "-ftz=true"]
+    )
+    assert any(i.startswith("mul.rn.ftz.f32") for i in flushed), flushed
 
 
 def test_shared_helpers_compile_with_nvrtc():
@@ -121,6 +157,6 @@ def test_shared_helpers_compile_with_nvrtc():
     text = text.replace('#include "common.cuh"', common)
     names = re.findall(r"^GPUNN_EXPORT\((.+)\)$", text, re.MULTILINE)
     source = kernels.Source("selftest.cu", text, tuple(names), ())
-    status, log, lowered = _compile(lib, source, names, list(kernels.NVRTC_OPTIONS))
+    status, log, lowered, _ = _compile(lib, source, names, list(kernels.NVRTC_OPTIONS))
     assert status == 0, log
     assert all(lowered)

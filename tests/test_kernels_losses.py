@@ -157,11 +157,15 @@ def test_cross_entropy_large_and_block_rows(
 
 
 def test_float16_computes_in_float(kernel_backend, reference):
+    """Every half instantiation: int32 and int64 labels (with the device statistics
+    of class weights and ignore_index), probability rows, both row paths, BCE."""
     rng, f16 = np.random.default_rng(4), np.float16
     for shape in [(9, 7), (3, WARP_MAX_CLASSES + 5)]:
-        for ignore, rows in [(-100, False), (None, True)]:
-            z, y, kwargs = ce_inputs(rng, shape, f16, CE_ALL, ignore, rows)
-            check(kernel_backend, reference, CE, z, y, kwargs, FP16_TOL)
+        for labels in (np.int32, np.int64):
+            z, y, kwargs = ce_inputs(rng, shape, f16, CE_ALL, -100)
+            check(kernel_backend, reference, CE, z, y.astype(labels), kwargs, FP16_TOL)
+        z, y, kwargs = ce_inputs(rng, shape, f16, CE_ALL, rows=True)
+        check(kernel_backend, reference, CE, z, y, kwargs, FP16_TOL)
         z, t, kwargs = bce_inputs(rng, shape, f16, BCE_OPTIONS[-3])
         check(kernel_backend, reference, BCE, z, t, kwargs, FP16_TOL)
 

@@ -4,9 +4,9 @@ Each ``.cu`` file (shipped as the package ``gpunn.kernels``) lists its kernels a
 end with ``GPUNN_EXPORT(name<types>)`` lines (``GPUNN_EXPORT_HALF`` for ``__half``
 instantiations); :func:`read_source` reads those lines, so the file is the single list
 of what exists. A :class:`KernelLibrary` compiles a file the first time one of its
-kernels is asked for (CuPy's ``RawModule`` with ``name_expressions``; CuPy keeps the
-binary in its on-disk cache, so a later process loads it without NVRTC) and keeps the
-module. ``__half`` kernels live in a second module per file, compiled with
+kernels is asked for (NVRTC through CuPy with :data:`NVRTC_OPTIONS` exactly, float32
+subnormals kept; the binary is cached on disk, so a later process loads it without
+NVRTC: :mod:`gpunn.backends.kernel_cache`) and keeps the module. ``__half`` kernels live in a second module per file, compiled with
 ``-DGPUNN_HALF``, so a missing ``cuda_fp16.h`` can only break the half kernels.
 
 Launchers (the ``gpu_*`` op mixins) check dtype, shape and contiguity and cast every
@@ -38,8 +38,9 @@ __all__ = [
 ]
 
 BLOCK = 256  # threads per block unless a launcher says otherwise
-# C++17, and no FMA contraction: each operation rounds as in the NumPy reference
-NVRTC_OPTIONS = ("-std=c++17", "--fmad=false")
+# C++17, no FMA contraction and no flushing of float32 subnormals: each operation
+# rounds as in the NumPy reference (see gpunn.backends.kernel_cache for -ftz)
+NVRTC_OPTIONS = ("-std=c++17", "--fmad=false", "-ftz=false")
 _INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
 _EXPORT = re.compile(r"^GPUNN_EXPORT(_HALF)?\((.+)\)\s*$", re.MULTILINE)
 _CTYPES = {
@@ -136,7 +137,8 @@ class KernelLibrary:
     Args:
         compile_module: ``(source: Source, half: bool) -> module``; the module has
             ``get_function(name)`` returning a callable ``fn(grid, block, args)``
-            (CuPy's ``RawModule`` and the test emulator both do).
+            (:class:`~gpunn.backends.kernel_cache.LoadedModule` and the test
+            emulator both do).
         max_blocks: the most blocks a grid-stride launch uses (enough to fill the
             device; more only adds scheduling).
     """
@@ -192,9 +194,10 @@ class KernelLibrary:
 
 
 def cupy_compiler(source: Source, half: bool):
-    """Compiles ``source`` with NVRTC through ``cupy.RawModule``."""
-    import cupy
+    """Compiles ``source`` with NVRTC for CuPy, with :data:`NVRTC_OPTIONS` exactly
+    (see :mod:`gpunn.backends.kernel_cache`, which also caches the binary)."""
+    from gpunn.backends import kernel_cache
 
     options = NVRTC_OPTIONS + (("-DGPUNN_HALF",) if half else ())
     names = source.half_exports if half else source.exports
-    return cupy.RawModule(code=source.text, options=options, name_expressions=names)
+    return kernel_cache.compile_module(source.text, options, names)

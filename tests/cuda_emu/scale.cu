@@ -1,5 +1,5 @@
-// scale_: x[i] *= alpha, in place. A minimal kernel that exercises the build, packaging
-// and CI compile path; the fused kernels of the GPU backend follow the same contract.
+// scale_: x[i] *= alpha, in place. A test kernel of the emulator's own (not shipped):
+// the smallest kernel in the shipped kernels' style, with a half instantiation.
 //
 // Launch: any 1-D grid and block (grid-stride loop); n may be 0.
 // Args: T* x (contiguous, n elements), A alpha (the accumulate type: float for half),
