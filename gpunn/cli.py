@@ -16,6 +16,7 @@ from gpunn import (
     backends,
     cli_bench,
     cli_device,
+    cli_export,
     datasets,
     distributed,
     optim,
@@ -162,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_device.add_parsers(sub)
     cli_bench.add_parser(sub)
+    cli_export.add_parser(sub)
     return parser
 
 
@@ -331,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             return train(args)
         if args.command == "bench":
             return cli_bench.bench(args)
+        if args.command == "export":
+            return cli_export.export(args)
         return cli_device.COMMANDS[args.command](args)
     except (gpunn.BackendUnavailableError, ValueError, TypeError, OSError) as exc:
         print(f"gpunn {args.command}: error: {exc}", file=sys.stderr)

@@ -1,0 +1,191 @@
+"""ONNX export: :func:`to_onnx` (the ``onnx.ModelProto``) and :func:`export_onnx`
+(``model.export(path)``, the file written atomically).
+
+The graph (see :mod:`gpunn.export.trace`) maps the input ``"input"`` of shape
+``(batch, n_in)`` to the output ``"output"`` ``(batch, n_out)``, with a dynamic batch
+dimension ``"batch"``, and computes what ``predict`` returns: probabilities when the
+model ends in a softmax (or a sigmoid), raw outputs otherwise. The ``onnx`` package is
+imported only here (``pip install "gpunn[onnx]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from gpunn.export.trace import (
+    INPUT,
+    OUTPUT,
+    ExportError,
+    final_activation,
+    trace_model,
+)
+from gpunn.persistence.atomic import atomic_write
+
+DEFAULT_OPSET = 17  # onnxruntime >= 1.12 loads it; IR version 8
+MIN_OPSET = 13  # Softmax over one axis, Gemm, Erf, ... as used here
+DTYPES = ("float32", "float64")
+_HALF = ("float16", "bfloat16", "half")  # planned with mixed precision
+MAX_BYTES = 2**31 - 1  # protobuf's limit on one message: one ONNX file
+BATCH = "batch"
+
+
+def _require_onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            'ONNX export needs the onnx package: pip install "gpunn[onnx]"'
+        ) from exc
+    return onnx
+
+
+def check_dtype(dtype, model_dtype) -> np.dtype:
+    """The export dtype: ``dtype`` (``"float32"`` / ``"float64"``), or the model's
+    when None. float16/bfloat16 raise ExportError (they come with mixed precision),
+    anything else ValueError naming the argument."""
+    if dtype is None:
+        return np.dtype(model_dtype)
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:  # e.g. "bfloat16" without ml_dtypes
+        name = dtype if isinstance(dtype, str) else None
+    if name in _HALF:
+        raise ExportError(
+            f"dtype={name!r} is not supported yet: half-precision export comes with "
+            "mixed-precision training; use dtype='float32' or 'float64'"
+        )
+    if name not in DTYPES:
+        raise ValueError(
+            f"dtype must be one of {DTYPES} or None (the model's dtype), got {dtype!r}"
+        )
+    return np.dtype(name)
+
+
+def check_opset(opset, newest: int | None = None) -> int:
+    """``opset`` as an int in ``[MIN_OPSET, newest]`` (``newest``: the installed
+    onnx's newest opset; None skips that bound); TypeError / ValueError otherwise."""
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise TypeError(f"opset must be an int, got {opset!r}")
+    top = "" if newest is None else f" and <= {newest} (the installed onnx's newest)"
+    if opset < MIN_OPSET or (newest is not None and opset > newest):
+        raise ValueError(f"opset must be >= {MIN_OPSET}{top}, got {opset}")
+    return int(opset)
+
+
+def check_path(path) -> str:
+    """``path`` as a str: a file whose directory exists; TypeError,
+    IsADirectoryError or FileNotFoundError naming it otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
+    path = os.fsdecode(os.fspath(path))
+    if not path:
+        raise ValueError("path must be a file name, got ''")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path {path!r} is a directory, expected a file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"path {path!r}: the directory {directory!r} does not exist"
+        )
+    return path
+
+
+def to_onnx(model, dtype=None, opset: int = DEFAULT_OPSET):
+    """The inference graph of a built model as an ``onnx.ModelProto``, checked with
+    ``onnx.checker`` (see :func:`export_onnx` for the arguments)."""
+    dtype = check_dtype(dtype, getattr(model, "dtype", None))
+    check_opset(opset)
+    onnx = _require_onnx()
+    opset = check_opset(opset, onnx.defs.onnx_opset_version())
+    model._require_built()
+    graph = trace_model(model, dtype)
+    size = sum(a.nbytes for a in graph.initializers.values())
+    if size > MAX_BYTES:
+        raise ExportError(
+            f"the model's weights take {size / 2**30:.2f} GiB in {dtype.name}, over "
+            "the 2 GiB that one ONNX file can hold (protobuf's limit)"
+        )
+    proto = _model_proto(onnx, model, graph, dtype, opset)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model, path, dtype=None, opset: int = DEFAULT_OPSET) -> None:
+    """Writes a built model's inference graph to an ONNX file, atomically.
+
+    Args:
+        model: a built :class:`~gpunn.Sequential`.
+        path: the file to write (str or path-like), e.g. ``"model.onnx"``; replaced
+            if it exists. Its directory must exist.
+        dtype: ``"float32"`` or ``"float64"``, the dtype of the graph's input,
+            weights and output; None keeps the model's (a float64 model exported
+            as float32 has its weights rounded). float16 comes with mixed
+            precision. Default: None.
+        opset: the ONNX opset, ``>= 13`` and at most the installed onnx's newest.
+            Default: 17 (onnxruntime 1.12 and later).
+
+    Raises:
+        NotBuiltError: the model (or a Standardize/Whiten in it) is not built or
+            adapted.
+        ExportError: a layer or activation that cannot be exported (named), a
+            float16 dtype, or weights over the 2 GiB one ONNX file holds.
+        TypeError, ValueError: a bad argument (named); nothing is written.
+        OSError: the write failed; an existing file at ``path`` is intact.
+        ModuleNotFoundError: onnx is not installed (``pip install
+            "gpunn[onnx]"``).
+    """
+    path = check_path(path)
+    proto = to_onnx(model, dtype, opset)
+    atomic_write(path, [proto.SerializeToString()])
+
+
+def metadata(model, dtype: np.dtype) -> dict:
+    """The ``gpunn.*`` metadata properties stored in the ONNX file."""
+    from gpunn import __version__
+
+    return {
+        "gpunn.version": __version__,
+        "gpunn.input_dim": str(model.input_dim),
+        "gpunn.output_dim": str(model.output_dim),
+        "gpunn.input_names": json.dumps([INPUT]),
+        "gpunn.output_names": json.dumps([OUTPUT]),
+        "gpunn.dtype": dtype.name,
+        "gpunn.model_dtype": np.dtype(model.dtype).name,
+        "gpunn.final_activation": final_activation(model),
+        "gpunn.layers": json.dumps(
+            [[layer.name, type(layer).__name__] for layer in model.layers]
+        ),
+    }
+
+
+def _model_proto(onnx, model, graph, dtype: np.dtype, opset: int):
+    from gpunn import __version__
+
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    elem = helper.np_dtype_to_tensor_dtype(dtype)
+    nodes = [
+        helper.make_node(n.op_type, list(n.inputs), list(n.outputs), n.name, **n.attrs)
+        for n in graph.nodes
+    ]
+    body = helper.make_graph(
+        nodes,
+        "gpunn.Sequential",
+        [helper.make_tensor_value_info(INPUT, elem, [BATCH, model.input_dim])],
+        [helper.make_tensor_value_info(OUTPUT, elem, [BATCH, model.output_dim])],
+        [numpy_helper.from_array(a, name) for name, a in graph.initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(
+        body,
+        opset_imports=opsets,
+        ir_version=helper.find_min_ir_version_for(opsets),
+        producer_name="gpunn",
+        producer_version=__version__,
+        doc_string=f"gpunn.Sequential {model.input_dim} -> {model.output_dim}: "
+        "the values its predict() returns",
+    )
+    helper.set_model_props(proto, metadata(model, dtype))
+    return proto
