@@ -2,8 +2,8 @@
 
 **Non-finite steps.** ``fit`` and ``train_step`` check each optimizer step before its
 update: one reduction on the device (:meth:`NumpyBackend.step_is_finite`: the loss plus
-zero times the sum of the flat gradient, non-finite as soon as either holds a NaN or an
-infinity) and one read of its result on the host. A failed check raises
+zero times the sum of the squared flat gradient, non-finite as soon as either holds a
+NaN or an infinity) and one read of its result on the host. A failed check raises
 :class:`~gpunn.errors.NonFiniteError` naming the epoch and batch (1-based, as the
 progress bar counts them), the optimizer step and whether the loss or only the
 gradients are not finite; the update is not applied, so the parameters, the optimizer
@@ -13,6 +13,17 @@ accumulation the check runs once per accumulated group, before its step. A
 a graceful stop (the step skipped, the message printed). ``model.check_finite =
 False`` turns the check off (and its host read: a GPU step then never waits).
 ``lr_find`` does not check: its range test drives the loss to diverge on purpose.
+
+**Overflowing squares.** The reduction sums the *squares* of the gradients, so a
+finite gradient whose square overflows the dtype (above about 1.8e19 in float32) fails
+the check too: applied, it would make Adam's (RMSprop's, Adagrad's...) second moment
+infinite and freeze those weights for good.
+
+**Ctrl-C.** The update itself (clipping, the optimizer's arithmetic over every block
+of the arena, the step counter, the layer state the step commits) runs inside
+:func:`uninterrupted`: a ``KeyboardInterrupt`` arriving there is raised once the step
+is complete, so an interrupted ``fit`` leaves parameters, optimizer state, step count
+and layer state all at step ``t`` or all at ``t + 1``, and ``fit`` can go on.
 
 **Device out of memory.** An allocation failure of the backend
 (``backend.out_of_memory_errors``: CuPy's ``OutOfMemoryError`` on the GPU, nothing on
@@ -26,12 +37,15 @@ the optimizer state unchanged, and a smaller batch can train at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import traceback
 
 from gpunn.errors import DeviceMemoryError, NonFiniteError
 
-__all__ = ["DeviceMemoryError", "StepCheck", "out_of_memory"]
+__all__ = ["DeviceMemoryError", "StepCheck", "out_of_memory", "uninterrupted"]
 
 
 class StepCheck:
@@ -63,7 +77,11 @@ class StepCheck:
         if not model.check_finite:
             return True
         loss = 0.0 if loss is None else loss
-        if bool(model.backend.step_is_finite(loss, model.arena.grads)):
+        ok = model.backend.step_is_finite(loss, model.arena.grads)
+        for layer in model.layers:  # the layer state the step would commit
+            staged = layer.staged_is_finite()
+            ok = ok if staged is None else ok & staged
+        if bool(ok):
             return True
         error = NonFiniteError(self._message(loss, batches))
         if not self.handlers:
@@ -72,13 +90,30 @@ class StepCheck:
             handler.on_non_finite_step(self.batch - 1, error)
         return False
 
-    def _message(self, loss, batches: int) -> str:
-        value = float(self.model.backend.to_numpy(loss))
-        what = (
-            f"non-finite gradients (the loss, {value:.6g}, is finite)"
-            if math.isfinite(value)
-            else f"non-finite loss ({value})"
+    def _gradients_message(self, value: float) -> str:
+        grads = self.model.arena.grads
+        if not self.model.backend.all_finite(grads):
+            return f"non-finite gradients (the loss, {value:.6g}, is finite)"
+        return (
+            f"gradients too large for {grads.dtype} (the loss, {value:.6g}, and the "
+            "gradients are finite, but the sum of their squares overflows: the "
+            "optimizer state, e.g. Adam's second moment, would become infinite)"
         )
+
+    def _message(self, loss, batches: int) -> str:
+        backend, grads = self.model.backend, self.model.arena.grads
+        value = float(backend.to_numpy(loss))
+        if not math.isfinite(value):
+            what = f"non-finite loss ({value})"
+        elif not bool(backend.step_is_finite(loss, grads)):
+            what = self._gradients_message(value)
+        else:
+            staged = [layer.name for layer in self.model.layers if _bad_state(layer)]
+            what = (
+                f"non-finite layer state (the loss, {value:.6g}, and the gradients "
+                f"are finite, but the state of {', '.join(staged)} would not be: an "
+                "extreme input row?)"
+            )
         step = self.model.optimizer.steps + 1
         if self.epoch is None:
             where = f"in train_step, before optimizer step {step}"
@@ -88,11 +123,44 @@ class StepCheck:
                 span = f"batches {self.batch - batches + 1}-{self.batch} (accumulated)"
             where = f"at epoch {self.epoch + 1}, {span}, before optimizer step {step}"
         return (
-            f"{what} {where}: the update was skipped, so parameters, optimizer state "
-            "and step count are as before it. Try a lower learning rate, gradient "
+            f"{what} {where}: the update was skipped, so parameters, optimizer "
+            "state, step count and layer state are as before it. Try a lower learning rate, gradient "
             "clipping (clip_norm=...) or look for extreme input values; set "
             "model.check_finite = False to apply such updates anyway"
         )
+
+
+def _bad_state(layer) -> bool:
+    """Whether ``layer`` staged state that is not finite."""
+    flag = layer.staged_is_finite()
+    return flag is not None and not bool(flag)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Holds back Ctrl-C (SIGINT) while the block runs, then raises it.
+
+    In the main thread, with a Python SIGINT handler installed (Python's default
+    raises KeyboardInterrupt), a signal arriving inside the block is recorded and
+    the handler runs once the block has finished, so work that must not stop half
+    way (an optimizer update over the whole arena) completes first. Elsewhere (other
+    threads, a SIGINT ignored or left to the OS) the block runs as it is. Nests.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:  # only once the block succeeded; an error already propagating wins
+        previous(signal.SIGINT, caught[0])
 
 
 def out_of_memory(model, error, batch_size: int, action: str) -> DeviceMemoryError:

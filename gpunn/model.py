@@ -280,13 +280,19 @@ class Sequential:
         """Forward and backward on a device batch, writing every gradient into the
         arena; returns (loss with penalties, loss inputs). A device out-of-memory
         error becomes :class:`~gpunn.faults.DeviceMemoryError`."""
+        for layer in self.layers:  # until the step commits or discards it
+            layer.stage_state = True
         try:
             outputs = self._loss_inputs(x, training=True)
             loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
             penalty = self._penalty()
             self._backward_from_loss(doutputs)
         except self.backend.out_of_memory_errors as exc:
+            self._discard_layer_state()
             raise faults.out_of_memory(self, exc, len(x), "training") from exc
+        except BaseException:  # Ctrl-C too: no staged layer state survives
+            self._discard_layer_state()
+            raise
         return (loss if penalty is None else loss + penalty), outputs
 
     def _train_batch(self, x, y, sample_weight=None, check=None):
@@ -299,13 +305,32 @@ class Sequential:
 
     def _apply_step(self, loss, check=None, batch_size: int = 0, batches: int = 1):
         """The optimizer update, once ``check(loss, batches)`` (if given) passed:
-        it raises NonFiniteError or returns False (the update skipped)."""
-        if check is not None and not check(loss, batches):
-            return
+        it raises NonFiniteError or returns False (the update skipped). The layer
+        state the step's forwards staged (BatchNorm's running statistics...) is
+        committed with the update, in one piece a Ctrl-C does not split
+        (:func:`gpunn.faults.uninterrupted`), and discarded when the step is refused
+        or fails."""
         try:
-            self.optimizer.step()
+            if check is not None and not check(loss, batches):
+                self._discard_layer_state()
+                return
+            with faults.uninterrupted():
+                self.optimizer.step()
+                for layer in self.layers:
+                    layer.commit_state()
+                    layer.stage_state = False
         except self.backend.out_of_memory_errors as exc:
+            self._discard_layer_state()
             raise faults.out_of_memory(self, exc, batch_size, "training") from exc
+        except BaseException:
+            self._discard_layer_state()
+            raise
+
+    def _discard_layer_state(self) -> None:
+        """Drops what training forwards staged since the last applied step."""
+        for layer in self.layers:
+            layer.discard_state()
+            layer.stage_state = False
 
     def train_step(self, x, y, sample_weight=None) -> float:
         """One optimizer update on one batch; returns that batch's loss (with any
@@ -313,6 +338,7 @@ class Sequential:
         gradient raises :class:`~gpunn.errors.NonFiniteError` before the update
         (unless ``check_finite`` is off)."""
         x, y, w = self._dataset(x, y, sample_weight, ("x", "y", "sample_weight"))
+        self._discard_layer_state()  # left by forwards outside a step (gradcheck)
         loss, _ = self._train_batch(x, y, w, faults.StepCheck(self))
         return float(loss)
 

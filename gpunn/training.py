@@ -176,6 +176,7 @@ def fit(
     progress, history = Progress(verbose, epochs, steps), History()
     hooks = CallbackList([history, *(callbacks or ())], model)
     model.stop_training = False
+    model._discard_layer_state()  # left by forwards outside a step (gradcheck)
     loop = FitLoop(
         model, hooks.callbacks, len(data[0]), batch_size, shuffle, accumulate_steps
     )

@@ -212,17 +212,20 @@ class OptimOps:
 
     # ---------------------------------------------------------------- faults
     def step_is_finite(self, loss, grads):
-        """``isfinite(loss + 0 * sum(grads))``: whether a training step may update,
-        as a 0-d bool device array (no host sync: the caller reads it once).
+        """``isfinite(loss + 0 * sum(grads**2))``: whether a training step may
+        update, as a 0-d bool device array (no host sync: the caller reads it once).
 
         One reduction over the flat gradient: a NaN or infinity in any gradient
-        makes the sum non-finite, and ``0 *`` it NaN. A sum overflowing the dtype
-        (gradients near its largest value) also counts as non-finite. A GPU kernel
-        may fuse it into the update later (:mod:`gpunn.faults`). Shape: loss ``()``
-        (or a Python float), grads ``(n,)``.
+        makes the sum of squares non-finite, and ``0 *`` it NaN. A sum of squares
+        overflowing the dtype also counts as non-finite: it bounds every square, so
+        a finite gradient whose square would make a second moment (Adam, RMSprop,
+        Adagrad) infinite is refused too. Any accumulation order gives the same
+        verdict: the terms are >= 0, so a partial sum never exceeds the total (a
+        kernel may as well square the global norm rounded to the dtype). Shape: loss
+        ``()`` (or a Python float), grads ``(n,)``.
         """
         with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf is the answer
-            return self.xp.isfinite(loss + 0 * grads.sum())
+            return self.xp.isfinite(loss + 0 * self.xp.dot(grads, grads))
 
     @staticmethod
     def _check_segments(param, segment_ids, starts, adapt) -> None:

@@ -17,6 +17,11 @@ Optional hooks (the base class gives the no-op version):
   running statistics, a fitted Standardize's mean and scale). It is saved with the
   model, restored by ``lr_find`` and not touched by optimizers.
 - ``adapt(x)``: fits preprocessing statistics from data (``adaptable = True``).
+- ``commit_state()`` / ``discard_state()``: during a model's training step (the
+  model sets ``stage_state``) a training forward only stages the state it changes
+  (BatchNorm's running statistics, a noise layer's generator); the model commits it
+  once the optimizer step is applied and discards it when the step is refused (a
+  non-finite loss or gradient) or fails. Otherwise a forward updates at once.
 - Randomness: a layer that needs it draws a seed from the model's generator in
   ``build`` and asks the backend for a device generator in ``bind``
   (``backend.generator(seed)``), so runs are reproducible and no global RNG is used.
@@ -67,6 +72,20 @@ class Layer:
     # ------------------------------------------------------------- optional hooks
     adaptable = False
     min_train_batch = 1  # smallest batch the layer can train on (BatchNorm: 2)
+    stage_state = False  # set by the model during its training steps: see above
+
+    def commit_state(self) -> None:
+        """Keeps the state training forwards staged since the last commit or
+        discard (the model's optimizer step was applied)."""
+
+    def discard_state(self) -> None:
+        """Drops the state training forwards staged since the last commit or discard
+        (the step was refused or failed): the layer state is as before them."""
+
+    def staged_is_finite(self):
+        """Whether the staged state is finite, as a 0-d bool device array (read by
+        the step's finite check), or None when nothing numeric is staged."""
+        return None
 
     def penalty(self):
         """The layer's regularization loss as a 0-d device array, or None."""

@@ -24,6 +24,7 @@ class _Noise(Layer):
         super().__init__(name)
         self.seed: int | None = None
         self.generator = None
+        self._before = None  # the generator's state before a staged step's draws
 
     def build(self, n_in, rng):
         specs = super().build(n_in, rng)
@@ -33,6 +34,22 @@ class _Noise(Layer):
     def bind(self, backend, params, grads):
         super().bind(backend, params, grads)
         self.generator = self.new_generator(backend, self.seed)
+        self._before = None
+
+    def _draw_staged(self) -> None:
+        """Notes the generator's state before the first draw of a step (inside a
+        model), so :meth:`discard_state` can rewind a refused step's draws. A
+        generator whose state the backend cannot read (cuRAND) is not rewound."""
+        if self.stage_state and self._before is None:
+            self._before = self.backend.generator_state(self.generator)
+
+    def commit_state(self) -> None:
+        self._before = None
+
+    def discard_state(self) -> None:
+        before, self._before = self._before, None
+        if before is not None:
+            self.backend.set_generator_state(self.generator, before)
 
     def new_generator(self, backend, seed: int):
         """The layer's generator for ``seed`` (also used by data-parallel training to
@@ -80,6 +97,7 @@ class Dropout(_Noise):
         if self.rate == 0:
             self._mask = None
             return x
+        self._draw_staged()
         y, self._mask = self.backend.dropout(x, self.rate, self.generator)
         return y
 
@@ -116,6 +134,7 @@ class GaussianNoise(_Noise):
     def forward(self, x, training: bool = False):
         if not training or self.stddev == 0:
             return x
+        self._draw_staged()
         return self.backend.gaussian_noise(x, self.stddev, self.generator)
 
     def backward(self, dy):

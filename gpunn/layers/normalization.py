@@ -97,6 +97,7 @@ class BatchNorm(Layer):
         self.num_batches_tracked = 0
         self._host: dict | None = None  # running stats until they are on the device
         self._running: dict | None = None  # device {"mean", "var"} in the model dtype
+        self._staged: dict | None = None  # training forwards' stats, not committed
         self._x_hat = self._inv_std = None
 
     def build(self, n_in, rng):
@@ -119,7 +120,7 @@ class BatchNorm(Layer):
         if self._running is not None:  # bound before: keep what it learned
             self._host = self._host_stats()
         super().bind(backend, params, grads)
-        self._running = None
+        self._running = self._staged = None
         if self.affine:  # else the dtype is known at the first forward
             self._stats(params["gamma"].dtype)
 
@@ -154,15 +155,50 @@ class BatchNorm(Layer):
                 "Expected more than 1 value per channel when training, got input of "
                 f"shape {tuple(x.shape)}"
             )
-        stats = self._stats(x.dtype)
-        self.num_batches_tracked += 1
+        stats = self._training_stats(x.dtype)
+        stats["count"] += 1
         momentum = self.momentum
         if momentum is None:
-            momentum = 1 / self.num_batches_tracked
+            momentum = 1 / stats["count"]
         y, self._x_hat, self._inv_std = self.backend.batch_norm_train_(
             x, gamma, beta, stats["mean"], stats["var"], momentum, self.eps
         )
+        if not self.stage_state:
+            self.commit_state()
         return y
+
+    def _training_stats(self, dtype) -> dict:
+        """The running statistics a training forward updates: a staged copy
+        (``{"mean", "var", "count"}``) made at the first one after a commit or
+        discard, so a refused step leaves the running statistics as they were."""
+        staged = self._staged
+        if staged is None or staged["mean"].dtype != dtype:
+            stats = self._stats(dtype)
+            staged = {key: value.copy() for key, value in stats.items()}
+            staged["count"] = self.num_batches_tracked
+            self._staged = staged
+        return staged
+
+    def commit_state(self) -> None:
+        """Makes the staged running statistics the running statistics."""
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        for key, device in self._stats(staged["mean"].dtype).items():
+            device[...] = staged[key]  # in place: the arrays stay put
+        self.num_batches_tracked = staged["count"]
+
+    def discard_state(self) -> None:
+        self._staged = None
+
+    def staged_is_finite(self):
+        """Whether the staged running statistics are finite (one extreme but finite
+        input row can overflow the batch variance), or None when none are staged."""
+        staged = self._staged
+        if staged is None:
+            return None
+        isfinite = self.backend.xp.isfinite
+        return isfinite(staged["mean"]).all() & isfinite(staged["var"]).all()
 
     def backward(self, dy):
         return self.backend.backprop_batch_norm_(
@@ -178,11 +214,20 @@ class BatchNorm(Layer):
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict:
         """``{"running_mean", "running_var": (n,), "num_batches_tracked": ()}`` as host
-        copies (empty before the layer is built or given state)."""
+        copies (empty before the layer is built or given state). In the middle of a
+        step (gradients accumulated over several batches) the staged statistics,
+        which the step will commit: a checkpoint taken there resumes bitwise."""
         if self._host is None:
             return {}
-        state = self._host_stats()
-        state["num_batches_tracked"] = np.array(self.num_batches_tracked, np.int64)
+        staged = self._staged
+        if staged is None:
+            state = self._host_stats()
+            count = self.num_batches_tracked
+        else:
+            host = self.backend.to_numpy
+            state = {f"running_{k}": host(staged[k]).copy() for k in ("mean", "var")}
+            count = staged["count"]
+        state["num_batches_tracked"] = np.array(count, np.int64)
         return state
 
     def set_state(self, state) -> None:
@@ -209,6 +254,7 @@ class BatchNorm(Layer):
                 f"BatchNorm state 'num_batches_tracked' must be an int >= 0, got {count}"
             )
         self.num_batches_tracked = int(count)
+        self._staged = None
         if self._running is None:
             self._host = found
             return
