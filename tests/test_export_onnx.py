@@ -451,6 +451,19 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
         build([Dense(3)]).export(tmp_path / "m.onnx")
 
 
+def test_only_models_are_exported():
+    with pytest.raises(TypeError, match="model must be a gpunn.Sequential, got Dense"):
+        to_onnx(Dense(3))
+
+
+def test_cli_without_onnx_names_the_extra(saved, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    path, _ = saved
+    code, _, err = cli(capsys, "export", path, path.parent / "m.onnx")
+    assert code == 1 and "gpunn[onnx]" in err
+    assert not (path.parent / "m.onnx").exists()
+
+
 def test_import_gpunn_does_not_import_onnx():
     code = (
         "import sys, gpunn, gpunn.cli, gpunn.export; "

@@ -94,9 +94,18 @@ def check_path(path) -> str:
 
 
 def to_onnx(model, dtype=None, opset: int = DEFAULT_OPSET):
-    """The inference graph of a built model as an ``onnx.ModelProto``, checked with
-    ``onnx.checker`` (see :func:`export_onnx` for the arguments)."""
-    dtype = check_dtype(dtype, getattr(model, "dtype", None))
+    """The inference graph of a built model, checked with ``onnx.checker``.
+
+    Args: as :func:`export_onnx`, without the path.
+
+    Returns: the ``onnx.ModelProto`` (``proto.SerializeToString()`` is the file's
+    content; ``onnxruntime.InferenceSession`` takes those bytes).
+    """
+    from gpunn.model import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a gpunn.Sequential, got {type(model).__name__}")
+    dtype = check_dtype(dtype, model.dtype)
     check_opset(opset)
     onnx = _require_onnx()
     opset = check_opset(opset, onnx.defs.onnx_opset_version())
