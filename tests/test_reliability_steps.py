@@ -197,3 +197,103 @@ def test_overflowing_square_is_fine_in_float64(backend):
     for dtype, ok in [(np.float32, False), (np.float64, True)]:
         flag = backend.step_is_finite(0.5, backend.asarray(grads.astype(dtype)))
         assert bool(flag) is ok
+
+
+# ------------------------------------------------------------------ rule 6: Ctrl-C
+def wide_model(width, seed=0, backend="cpu"):
+    model = gpunn.Sequential(
+        [Dense(width, activation="relu"), BatchNorm(), Dense(3)],
+        input_dim=width,
+        backend=backend,
+        seed=seed,
+    )
+    model.compile("softmax_cross_entropy", optim.Adam(1e-3))
+    return model
+
+
+def consistent_state(model) -> dict:
+    host = model.backend.to_numpy
+    opt = model.optimizer
+    found = {"params": host(model.arena.params).tobytes(), **opt.host_state()}
+    found.update({k: host(v).tobytes() for k, v in opt.state.items()})
+    found.update({k: np.asarray(v).tobytes() for k, v in model.get_state().items()})
+    return found
+
+
+@pytest.fixture
+def sigint_raises(monkeypatch):
+    """Python's default SIGINT handler (KeyboardInterrupt) for the test."""
+    import signal
+
+    monkeypatch.setattr(signal, "getsignal", signal.getsignal)  # restored after
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield signal
+    signal.signal(signal.SIGINT, previous)
+
+
+# arena sizes of the three CPU update paths: one call, blocks, blocks over threads
+PATHS = {"one call": 24, "blocks": 420, "threads": 1100}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_ctrl_c_inside_the_update_finishes_the_step(monkeypatch, sigint_raises, path):
+    """A SIGINT delivered while Adam updates (after its first block) is raised once
+    the step is complete: parameters, moments, step count and BatchNorm statistics
+    all equal an uninterrupted run's after the same steps; fit then goes on."""
+    from gpunn.backends import updates
+
+    width = PATHS[path]
+    X = np.random.default_rng(0).standard_normal((24, width)).astype(np.float32)
+    y = np.arange(24) % 3
+    model = wide_model(width)
+    assert (model.count_params() > 2 * updates.BLOCK) == (path != "one call")
+    if path == "threads" and (
+        model.count_params() < updates.PARALLEL_MIN or updates._pool()[1] < 2
+    ):
+        pytest.skip("the threaded update needs 2 cores and a large arena")
+    adam, calls = updates.adam_, []
+    signal_at = 2 * _calls_per_step(model, updates) + 1  # step 3's first block
+
+    def interrupted_adam(*args, **kwargs):
+        adam(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == signal_at:
+            sigint_raises.raise_signal(sigint_raises.SIGINT)
+
+    monkeypatch.setattr(updates, "adam_", interrupted_adam)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    monkeypatch.setattr(updates, "adam_", adam)
+    after = consistent_state(model)
+    steps = model.optimizer.steps
+    assert steps == 3
+    reference = wide_model(width)
+    for i in range(steps):
+        reference.train_step(X[8 * i : 8 * i + 8], y[8 * i : 8 * i + 8])
+    assert after == consistent_state(reference)
+    model.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert model.optimizer.steps == steps + 3
+
+
+def _calls_per_step(model, updates) -> int:
+    """How many times Adam's update function runs per step on the CPU."""
+    n = model.count_params()
+    if n <= 2 * updates.BLOCK:
+        return 1
+    return -(-n // updates.BLOCK)
+
+
+def test_ctrl_c_between_steps_then_fit_goes_on(backend):
+    class StopAt(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                raise KeyboardInterrupt
+
+    model = bn_model(backend)
+    X, y = data(24)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, batch_size=4, verbose=0, callbacks=[StopAt()])
+    assert model.optimizer.steps == 3
+    assert int(model.get_state()["batchnorm_1.num_batches_tracked"]) == 3
+    model.fit(X, y, batch_size=4, verbose=0)
+    assert model.optimizer.steps == 9

@@ -8,6 +8,7 @@ cores for large arenas (NumPy releases the GIL inside its loops).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -377,7 +378,11 @@ if hasattr(os, "register_at_fork"):
 def foreach_block(fn, xp, arrays, kwargs) -> None:
     """Runs the elementwise update ``fn(xp, *arrays, **kwargs)`` over blocks of the
     flat ``arrays`` (None entries pass through): in one call for small arenas, block by
-    block for medium ones, and split across all cores for large ones."""
+    block for medium ones, and split across all cores for large ones. It returns (or
+    raises) only once no thread writes the arrays any more: an exception in the
+    waiting thread (a KeyboardInterrupt) waits for the others' blocks first. The
+    optimizer runs it inside :func:`gpunn.faults.uninterrupted`, so a Ctrl-C never
+    leaves an arena half updated."""
     n = arrays[0].size
     if n <= 2 * BLOCK:
         fn(xp, *arrays, **kwargs)
@@ -391,5 +396,8 @@ def foreach_block(fn, xp, arrays, kwargs) -> None:
         pool.submit(_run_range, fn, xp, arrays, kwargs, lo, min(lo + step, n))
         for lo in range(0, n, step)
     ]
-    for future in futures:
-        future.result()
+    try:
+        for future in futures:
+            future.result()
+    finally:  # never return while a worker still writes
+        concurrent.futures.wait(futures)

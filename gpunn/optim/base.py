@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from gpunn import faults
 from gpunn.checks import check_int, check_real
 from gpunn.errors import NotBuiltError
 
@@ -170,15 +171,18 @@ class Optimizer:
     def step(self) -> None:
         """Applies one update to the arena's parameters from its gradients: checks the
         scheduled lr, clips the gradients if asked, updates. The step counter moves
-        only once the update has been applied."""
+        only once the update has been applied; a Ctrl-C arriving meanwhile is raised
+        after it (:func:`gpunn.faults.uninterrupted`), so parameters, state and
+        counter never disagree."""
         if self.arena is None:
             raise NotBuiltError(
                 f"{type(self).__name__} is not bound to a model; call model.compile"
             )
         lr = self._lr_at(self.steps)
-        self._clip_grads()
-        self._update(self.steps + 1, lr)
-        self.steps += 1
+        with faults.uninterrupted():
+            self._clip_grads()
+            self._update(self.steps + 1, lr)
+            self.steps += 1
 
     def _clip_grads(self) -> None:
         backend, grads = self.arena.backend, self.arena.grads
