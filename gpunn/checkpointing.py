@@ -102,14 +102,15 @@ class FitLoop:
             state["accumulated"] = [accumulator.batches, accumulator.total]
         return state, tensors
 
-    def save(self, path) -> None:
+    def save(self, path, run: str | None = None) -> None:
         """Writes the training state (model, optimizer, generators, callbacks, this
-        position) to ``path`` atomically. In a data-parallel run every rank calls
-        it (the state gathers each rank's generators); rank 0 writes."""
+        position) to ``path`` atomically, marked with the writer's ``run`` id. In a
+        data-parallel run every rank calls it (the state gathers each rank's
+        generators); rank 0 writes."""
         states = callback_states(self.callbacks)
         tensors, state, model_json = run_state.capture(self.model, states, self)
         if distributed.is_primary():
-            training_state.write(path, tensors, state, model_json)
+            training_state.write(path, tensors, state, model_json, run)
 
     def resume(self, path) -> None:
         """Restores the model, optimizer, generators and callbacks from the
@@ -182,24 +183,21 @@ class FitLoop:
 # ------------------------------------------------------------------ callbacks
 def callback_states(callbacks) -> dict:
     """``{key: state}`` of the stateful callbacks (those whose ``get_state`` is not
-    None), keyed by class name (``_1``, ``_2``... for later ones of the same
-    class)."""
+    None), keyed by their ``state_key`` (``#2``, ``#3``... for later ones with the
+    same key)."""
     return {key: state for key, _, state in _keyed(callbacks)}
 
 
 def _keyed(callbacks) -> list:
     """``[(key, callback, state)]`` of the stateful callbacks."""
-    keyed, taken = [], set()
+    keyed, seen = [], {}
     for callback in callbacks:
         state = callback.get_state()
         if state is None:
             continue  # stateless
-        key, n = type(callback).__name__, 0
-        while key in taken:
-            n += 1
-            key = f"{type(callback).__name__}_{n}"
-        taken.add(key)
-        keyed.append((key, callback, state))
+        key = callback.state_key
+        seen[key] = seen.get(key, 0) + 1
+        keyed.append((key if seen[key] == 1 else f"{key}#{seen[key]}", callback, state))
     return keyed
 
 

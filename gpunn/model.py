@@ -383,7 +383,8 @@ class Sequential:
                 goes on from there (bitwise as if uninterrupted, on the CPU) up to
                 ``epochs`` in total. Pass the same data, batch_size, shuffle and
                 accumulate_steps (checked for a mid-epoch checkpoint) and the same
-                callbacks (matched by class, in order) to resume theirs. A
+                callbacks (matched by ``state_key``: class and what they watch or
+                write, in any order) to resume theirs. A
                 checkpoint that does not fit the model, optimizer or dtype raises
                 CheckpointError with the model untouched. Default: None.
 

@@ -31,6 +31,15 @@ class Callback:
     def set_model(self, model) -> None:
         self.model = model
 
+    @property
+    def state_key(self) -> str:
+        """The name a training checkpoint files this callback's state under; on
+        resume the state goes to the callback with the same key, whatever the order
+        of the callbacks (equal keys are matched in order). The class name, plus
+        what the state is about where that tells callbacks apart
+        (``"EarlyStopping(val_loss)"``, ``"CSVLogger(log.csv)"``)."""
+        return type(self).__name__
+
     def get_state(self) -> dict | None:
         """The state a training checkpoint saves, or None for a stateless callback:
         JSON-able values (NumPy arrays allowed, saved as tensors)."""

@@ -4,11 +4,15 @@ saves, and resume, are in :mod:`gpunn.checkpointing`)."""
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import string
+import warnings
 
 from gpunn import distributed
 from gpunn.callbacks.base import Callback, _Monitor
 from gpunn.checks import check_int
+from gpunn.persistence.training_state import written_by
 
 _POSITION_FIELDS = ("epoch", "batch", "step")
 
@@ -36,7 +40,11 @@ class ModelCheckpoint(Callback):
         save_freq: ``"epoch"`` (at each epoch end) or an int ``n``: after every
             ``n`` batches, counted across epochs. Default: ``"epoch"``.
         keep_last: keep only the last ``n`` files this callback wrote (by distinct
-            path): older ones are deleted once the new one is committed. Default:
+            path): older ones are deleted once the new one is committed. Only files
+            this run wrote are ever deleted: a path its ``path`` pattern produced,
+            whose file still carries this run's id (a resumed run continues the
+            run of its checkpoint when the callback has the same ``path``; a
+            file since replaced by another run is kept, with a warning). Default:
             None (keep all).
         verbose: print a line for each save. Default: 0.
     """
@@ -73,9 +81,15 @@ class ModelCheckpoint(Callback):
                 f"path may use only the fields {list(_POSITION_FIELDS)} with "
                 f"save_freq={save_freq}, got {sorted(fields)} in {self.path!r}"
             )
+        self._written = _pattern(self.path)
         self.verbose = verbose
         self.saved: list[str] = []
         self.batches = 0
+        self.run = secrets.token_hex(8)  # the id its files carry, see keep_last
+
+    @property
+    def state_key(self) -> str:
+        return f"ModelCheckpoint({self.path})"
 
     # ------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
@@ -90,7 +104,7 @@ class ModelCheckpoint(Callback):
         if self._resuming():
             return
         self._monitor.reset()
-        self.saved, self.batches = [], 0
+        self.saved, self.batches, self.run = [], 0, secrets.token_hex(8)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":
@@ -127,7 +141,7 @@ class ModelCheckpoint(Callback):
         previous = list(self.saved)
         self.saved = [p for p in self.saved if p != path] + [path]  # saved with it
         try:
-            self.model._loop.save(path)
+            self.model._loop.save(path, self.run)
         except BaseException:
             self.saved = previous
             raise
@@ -139,11 +153,22 @@ class ModelCheckpoint(Callback):
             self.saved = self.saved[-self.keep_last :] if self.keep_last else self.saved
 
     def _prune(self) -> None:
-        """Deletes the oldest files beyond ``keep_last`` (the new one is committed)."""
+        """Deletes the oldest files beyond ``keep_last`` (the new one is committed),
+        each only if its pattern made it and it still carries this run's id."""
         if self.keep_last is None:
             return
         old, self.saved = self.saved[: -self.keep_last], self.saved[-self.keep_last :]
         for path in old:
+            if not os.path.lexists(path):
+                continue
+            if not self._written.fullmatch(path) or not written_by(path, self.run):
+                warnings.warn(
+                    f"ModelCheckpoint: kept {path}: it is no longer a checkpoint "
+                    "this run wrote (replaced since?), so keep_last does not delete "
+                    "it",
+                    stacklevel=2,
+                )
+                continue
             try:
                 os.remove(path)
             except FileNotFoundError:
@@ -151,29 +176,53 @@ class ModelCheckpoint(Callback):
 
     # ------------------------------------------------------------ state
     def get_state(self) -> dict:
-        """The files written (oldest first), the batch count and the best value."""
+        """The files written (oldest first), the batch count, the best value and
+        the run id the files carry."""
         return {
             "saved": list(self.saved),
             "batches": self.batches,
+            "run": self.run,
             **self._monitor.get_state(),
         }
 
     def set_state(self, state) -> None:
-        keys = ("saved", "batches", "monitor", "mode", "best")
+        keys = ("saved", "batches", "run", "monitor", "mode", "best")
         if not isinstance(state, dict) or set(state) != set(keys):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(
                 f"ModelCheckpoint state must have {sorted(keys)}, got {got}"
             )
-        saved = state["saved"]
+        saved, run = state["saved"], state["run"]
         if not isinstance(saved, list) or not all(isinstance(p, str) for p in saved):
             raise ValueError(
                 f"ModelCheckpoint state 'saved' must be paths, got {saved!r}"
             )
+        foreign = [p for p in saved if not self._written.fullmatch(p)]
+        if foreign:
+            raise ValueError(
+                f"ModelCheckpoint state 'saved' lists {foreign}, which its path "
+                f"{self.path!r} cannot have produced"
+            )
+        if not isinstance(run, str) or not re.fullmatch("[0-9a-f]{16}", run):
+            raise ValueError(
+                f"ModelCheckpoint state 'run' must be 16 hex digits, got {run!r}"
+            )
         best = self._monitor.checked_best(state)
-        self.batches = check_int("batches", state["batches"], 0)
-        self.saved, self._monitor.best = list(saved), best
+        batches = check_int("batches", state["batches"], 0)
+        self.saved, self.batches, self.run = list(saved), batches, run
+        self._monitor.best = best
         self._restored = True
+
+
+def _pattern(path: str) -> re.Pattern:
+    """The paths ``path.format(...)`` can give: its literal text, and for each field
+    anything without a path separator."""
+    separators = re.escape(os.sep + (os.altsep or ""))
+    parts = [
+        re.escape(literal) + (f"[^{separators}]*" if name is not None else "")
+        for literal, name, _, _ in string.Formatter().parse(path)
+    ]
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def _format_fields(path: str) -> set:

@@ -28,6 +28,10 @@ class _FileLogger(Callback):
             mode = "a"
         self._file = open(self.filename, mode, newline="")  # noqa: SIM115
 
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__name__}({os.fspath(self.filename)})"
+
     def get_state(self) -> dict:
         """``{"size"}``: the file's length in bytes (None outside training). A
         resumed run cuts the file back to it, dropping the rows written after the

@@ -58,6 +58,10 @@ class EarlyStopping(Callback):
     def best(self) -> float:
         return self._monitor.best
 
+    @property
+    def state_key(self) -> str:
+        return f"EarlyStopping({self.monitor})"
+
     def get_state(self) -> dict:
         """Counters, the best value and, with ``restore_best_weights``, the best
         epoch's flat parameters and layer state (arrays)."""
@@ -143,6 +147,10 @@ class ReduceLROnPlateau(Callback):
             return
         self._monitor.reset()
         self.wait = self.cooldown_counter = 0
+
+    @property
+    def state_key(self) -> str:
+        return f"ReduceLROnPlateau({self.monitor})"
 
     def get_state(self) -> dict:
         """The counters and the best value (the lr itself is the optimizer's)."""

@@ -36,6 +36,7 @@ from gpunn.persistence.config import layer_from_config, model_arguments, model_c
 from gpunn.persistence.safetensors import read_file, write_file
 from gpunn.persistence.training_state import FORMAT_KEY, MODEL_KEY
 from gpunn.persistence.training_state import STATE_KEY as _TRAINING_KEY
+
 _TRAINING = ("optimizer.", "loop.", "callbacks.")  # their tensors beside the model's
 # what rebuilding from a (possibly tampered) configuration may raise
 CONFIG_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
@@ -183,8 +184,7 @@ def check_tensors(slots, dtype, tensors: dict, state: list, layers, path) -> Non
     missing = sorted((set(expected) | owned) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected) - owned)
     mismatched = [
-        f"{key}: file {tensors[key].dtype} {tensors[key].shape}, "
-        f"model {dtype} {shape}"
+        f"{key}: file {tensors[key].dtype} {tensors[key].shape}, model {dtype} {shape}"
         for key, shape in expected.items()
         if key in tensors
         and (tensors[key].dtype != dtype or tensors[key].shape != shape)

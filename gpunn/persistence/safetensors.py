@@ -51,6 +51,7 @@ __all__ = [
     "MAX_TENSORS",
     "clean_stale_temps",
     "read_file",
+    "read_metadata",
     "serialize",
     "write_file",
 ]
@@ -223,6 +224,29 @@ def read_file(
         data = _read_data(f, size - 8 - n, path)
     _verify(metadata, expected_header, data, path, require_checksum)
     return {name: _array(data, *entry) for name, entry in layout.items()}, metadata
+
+
+def read_metadata(path) -> dict:
+    """The ``__metadata__`` of a file :func:`write_file` wrote, from its header
+    alone: the header checks of :func:`read_file` and the header's SHA-256, without
+    reading or verifying the tensor data (a cheap "who wrote this file?").
+
+    Raises: CorruptFileError / UnsafeFileError as :func:`read_file`; OSError."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        n = _header_length(f, size, path, MAX_HEADER_BYTES)
+        header = _header.parse(_read_exact(f, n, path), path, MAX_TENSORS)
+    metadata = _header.metadata(header.pop("__metadata__", {}), path)
+    _header.layout(header, size - 8 - n, path)
+    recorded = metadata.pop(HEADER_SHA256, None)
+    if recorded != header_digest(header, metadata):
+        raise CorruptFileError(
+            f"{path}: the header does not match its SHA-256 (file altered, "
+            "corrupted, or not written by gpunn)"
+        )
+    metadata.pop(DATA_SHA256, None)
+    return metadata
 
 
 def _header_length(f, size: int, path: str, limit: int) -> int:

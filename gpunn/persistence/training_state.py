@@ -37,11 +37,14 @@ from gpunn.persistence import safetensors
 STATE_KEY = "gpunn.training_state"
 FORMAT_KEY = "gpunn.format"  # "training" here, "model" in model.save files
 MODEL_KEY = "gpunn.model"  # the model's config, when gpunn.load can rebuild it
+RUN_KEY = "gpunn.run"  # the id of the checkpoint callback's run that wrote the file
 VERSION = 1
 TENSOR = "__tensor__"  # a JSON placeholder for an array saved as a tensor
 
 
-def write(path, tensors: dict, state: dict, model_json: str | None = None) -> None:
+def write(
+    path, tensors: dict, state: dict, model_json: str | None = None, run=None
+) -> None:
     """Writes a training state atomically to ``path`` (a safetensors file).
 
     Args:
@@ -51,12 +54,26 @@ def write(path, tensors: dict, state: dict, model_json: str | None = None) -> No
             ``tensors`` with :func:`split`).
         model_json: the ``"gpunn.model"`` entry that lets ``gpunn.load`` open the
             file as a model, or None.
+        run: the writer's run id, stored as ``"gpunn.run"`` (a checkpoint callback
+            deletes only files that carry its own, see :func:`written_by`), or None.
     """
     tensors = {k: np.asarray(v, order="C") for k, v in tensors.items()}
     metadata = {STATE_KEY: json.dumps(state, allow_nan=True), FORMAT_KEY: "training"}
     if model_json is not None:
         metadata[MODEL_KEY] = model_json
+    if run is not None:
+        metadata[RUN_KEY] = run
     safetensors.write_file(os.fspath(path), tensors, metadata)
+
+
+def written_by(path, run: str) -> bool:
+    """Whether the file at ``path`` is a training checkpoint written with ``run``
+    (read from its header alone; False for a missing, foreign or corrupt file)."""
+    try:
+        metadata = safetensors.read_metadata(path)
+    except (OSError, CheckpointError):
+        return False
+    return metadata.get(FORMAT_KEY) == "training" and metadata.get(RUN_KEY) == run
 
 
 def read(path) -> tuple[dict, dict]:
