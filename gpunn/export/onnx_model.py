@@ -27,7 +27,9 @@ from gpunn.persistence.atomic import atomic_write
 DEFAULT_OPSET = 17  # onnxruntime >= 1.12 loads it; IR version 8
 MIN_OPSET = 13  # Softmax over one axis, Gemm, Erf, ... as used here
 DTYPES = ("float32", "float64")
-_HALF = ("float16", "bfloat16", "half")  # planned with mixed precision
+# planned with mixed precision: Graph and Tracer take any float dtype; float16 would
+# join DTYPES, traced like float64 where ONNX attributes (float32) would round
+_HALF = ("float16", "bfloat16", "half")
 MAX_BYTES = 2**31 - 1  # protobuf's limit on one message: one ONNX file
 BATCH = "batch"
 

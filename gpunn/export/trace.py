@@ -12,17 +12,14 @@ and onnxruntime has no float64 ``Elu`` or ``Erf``).
 
 Layers, by exact type (a subclass may compute something else, so it is refused):
 
-| layer | graph |
-|---|---|
-| ``Dense`` | ``Gemm`` (weights ``(n_in, units)``, bias), then its activation |
-| activations | the op of the table below |
-| ``Dropout``, ``GaussianNoise`` | nothing: the identity in eval mode |
-| ``BatchNorm`` | ``(x - running_mean) * scale + beta``, ``scale = gamma /
-  sqrt(running_var + eps)`` computed at export as ``predict`` computes it |
-| ``PReLU`` | ``PRelu`` with the learned slope(s) |
-| ``Swish`` | ``x * Sigmoid(beta * x)`` |
-| ``Standardize`` | ``(x - mean) * (1 / scale)`` |
-| ``Whiten`` | ``Gemm`` with the components and the shift ``-mean @ W`` |
+- ``Dense``: ``Gemm`` (weights ``(n_in, units)``, bias), then its activation;
+- activations: the ops above, with their options;
+- ``Dropout``, ``GaussianNoise``: nothing (the identity in eval mode);
+- ``BatchNorm``: ``(x - running_mean) * scale + beta`` with ``scale = gamma /
+  sqrt(running_var + eps)`` computed at export as ``predict`` computes it;
+- ``PReLU``: ``PRelu`` with the learned slope(s); ``Swish``: ``x * Sigmoid(beta * x)``;
+- ``Standardize``: ``(x - mean) * (1 / scale)``; ``Whiten``: ``Gemm`` with the
+  components and the shift ``-mean @ W``.
 """
 
 from __future__ import annotations
