@@ -509,6 +509,21 @@ def test_cli_exports_a_saved_model(saved, capsys, dtype):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_cli_exports_a_training_checkpoint(tmp_path, capsys, rng):
+    X = inputs(rng)
+    model = build([Dense(4, activation="relu"), BatchNorm(), Dense(2)])
+    model.compile("mse", "sgd", metrics=())
+    path = tmp_path / "ckpt.safetensors"
+    checkpoint = gpunn.ModelCheckpoint(str(path))
+    model.fit(X, X[:, :2], epochs=1, batch_size=16, verbose=0, callbacks=[checkpoint])
+    code, _, err = cli(capsys, "export", path, tmp_path / "m.onnx")
+    assert code == 0, err
+    got = session(onnx.load(str(tmp_path / "m.onnx"))).run(
+        None, {"input": X.astype(np.float32)}
+    )[0]
+    np.testing.assert_allclose(got, model.predict(X), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "flags, match",
     [
