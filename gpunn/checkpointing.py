@@ -44,9 +44,10 @@ class FitLoop:
 
     # ------------------------------------------------------------ the fit loop
     def epochs(self, total: int) -> range:
-        """The epochs left to run: from the resumed one to ``total`` (none when the
-        checkpoint was taken after training was stopped)."""
-        return range(0) if self.model.stop_training else range(self.epoch, total)
+        """The epochs left to run: from the resumed one to ``total``. A checkpoint
+        written after a callback stopped training resumes too (stopping ends one
+        ``fit`` call, not the run)."""
+        return range(self.epoch, total)
 
     def start_epoch(self, totals, accumulator):
         """``(first batch, permutation or None)`` for the epoch in progress: a fresh
@@ -83,7 +84,6 @@ class FitLoop:
         state = {
             "epoch": self.epoch,
             "batch": self.batch,
-            "stop_training": bool(getattr(self.model, "stop_training", False)),
             "config": self.config,
             "epoch_rng": None,
             "sizes": [],
@@ -112,17 +112,19 @@ class FitLoop:
         if distributed.is_primary():
             training_state.write(path, tensors, state, model_json, run)
 
-    def resume(self, path) -> None:
+    def resume(self, path, epochs: int) -> None:
         """Restores the model, optimizer, generators and callbacks from the
         checkpoint at ``path`` and moves this loop to its position. CheckpointError,
         with nothing changed, when it does not fit (model, optimizer, dtype, or a
         mid-epoch position with other data size, batch size, shuffle or
-        accumulation)."""
+        accumulation); ValueError, nothing changed, when ``epochs`` (the total) is
+        not beyond the checkpoint's epoch, which would train nothing."""
         tensors, state = training_state.read(path)
         restore = run_state.Restore(self.model, tensors, state, path)
         loop = restore.loop
         if loop is not None:
             self._check_position(loop, restore.loop_tensors, path)
+            _check_epochs_left(loop, epochs, path)
         matched = _matched(self.callbacks, restore.callbacks)
         undo_callbacks = _set_callback_states(matched, path)
         try:
@@ -133,7 +135,6 @@ class FitLoop:
         if loop is None:
             return
         self.epoch, self.batch = loop["epoch"], loop["batch"]
-        self.model.stop_training = bool(loop["stop_training"])
         if self.batch > 0:
             self._saved = {**loop, "rng": self.model.rng.bit_generator.state}
             self._saved["tensors"] = restore.loop_tensors
@@ -178,6 +179,19 @@ class FitLoop:
             accumulator = self.accumulator
             accumulator.buffer[...] = backend.asarray(tensors["loop.accumulator"])
             accumulator.batches, accumulator.total = saved["accumulated"]
+
+
+def _check_epochs_left(loop: dict, epochs: int, path) -> None:
+    """ValueError unless a fit of ``epochs`` in total has epochs left to run from
+    the checkpoint's position."""
+    if epochs > loop["epoch"]:
+        return
+    partial = f" and {loop['batch']} batches of the next" if loop["batch"] else ""
+    raise ValueError(
+        f"epochs={epochs} trains nothing: the checkpoint {path} has completed "
+        f"{loop['epoch']} epoch(s){partial}, and epochs counts them (as Keras' "
+        f"initial_epoch); pass epochs > {loop['epoch']} to train on"
+    )
 
 
 # ------------------------------------------------------------------ callbacks

@@ -183,7 +183,7 @@ def fit(
     if dp is not None:
         dp.start()  # rank 0's state everywhere, before a resume replaces it
     if resume_from is not None:
-        loop.resume(resume_from)
+        loop.resume(resume_from, epochs)
     names = ["loss", *(metric.name for metric in model.metrics)]
     names += ["val_" + name for name in names] if val is not None else []
     hooks.on_train_begin({"log_names": names})

@@ -364,6 +364,7 @@ def test_refused_callback_state_leaves_the_model_untouched(tmp_path):
     with pytest.raises(CheckpointError, match="EarlyStopping"):
         fit(
             model,
+            epochs=3,
             callbacks=[EarlyStopping("loss", mode="max")],
             resume_from=tmp_path / "c.safetensors",
         )

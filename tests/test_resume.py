@@ -16,7 +16,7 @@ import pytest
 import gpunn
 from gpunn import optim, schedules
 from gpunn.backends.philox import CounterRNG
-from gpunn.callbacks import EarlyStopping, ReduceLROnPlateau
+from gpunn.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.layers import BatchNorm, Dense, Dropout, Layer
 from gpunn.persistence import training_state
@@ -313,16 +313,67 @@ def test_epochs_counts_the_checkpoints_epochs(reference):
     )
     assert history.epoch == [0, 1]  # the saved epoch and one more
     assert model.optimizer.steps == 2 * 5
-    done = model.fit(
-        X,
-        y,
-        epochs=1,
-        batch_size=BATCH,
-        validation_split=0.2,
-        verbose=0,
-        resume_from=checkpoint(folder, "epoch-3.safetensors"),
-    )
-    assert done.epoch == [0, 1, 2] and model.optimizer.steps == 3 * 5  # nothing left
+
+
+@pytest.mark.parametrize(
+    ("name", "epochs", "completed"),
+    [
+        ("epoch-3.safetensors", 3, 3),
+        ("epoch-3.safetensors", 1, 3),
+        ("batch-3-2.safetensors", 2, 2),  # epoch 3 in progress: epochs=2 ended before
+    ],
+)
+def test_resuming_with_no_epochs_left_says_so(reference, name, epochs, completed):
+    """Rule 9: ``epochs`` at or below the checkpoint's epoch would train nothing:
+    a ValueError naming ``epochs``, before anything is restored."""
+    folder, _, _ = reference
+    model = build(seed=1)
+    before = fingerprint(model, gpunn.History())
+    X, y = data()
+    with pytest.raises(ValueError, match=rf"epochs={epochs}.*completed {completed}"):
+        model.fit(
+            X,
+            y,
+            epochs=epochs,
+            batch_size=BATCH,
+            validation_split=0.2,
+            verbose=0,
+            resume_from=checkpoint(folder, name),
+        )
+    assert_same(fingerprint(model, gpunn.History()), before)
+
+
+class OutOfTime(Callback):
+    """Stops training after ``batches`` batches, as a job near its time limit."""
+
+    def __init__(self, batches: int):
+        self.left = batches
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.left -= 1
+        if self.left == 0:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "saver", "name"),
+    [
+        (2 * 5, {"path": "e{epoch}.st"}, "e2.st"),  # stopped at an epoch's end
+        (7, {"path": "b{step}.st", "save_freq": 1}, "b7.st"),  # stopped mid-epoch
+    ],
+)
+def test_a_run_stopped_by_a_callback_resumes_and_trains(
+    reference, tmp_path, stop_after, saver, name
+):
+    """Rule 9: a checkpoint written after a callback set ``stop_training`` (out of
+    time, resume in the next job) continues to the end, bitwise as if the run had
+    never stopped."""
+    _, expected, _ = reference
+    saver = ModelCheckpoint(**{**saver, "path": tmp_path / saver["path"]})
+    train(build(), extra_callbacks=[OutOfTime(stop_after), saver])
+    model = build(seed=3)
+    history = train(model, resume_from=tmp_path / name)
+    assert_same(fingerprint(model, history), expected)
 
 
 def test_resume_on_each_backend(backend, tmp_path):
