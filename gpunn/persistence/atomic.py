@@ -1,6 +1,9 @@
 """Atomic file writes: a crash, a full disk or a kill never leaves a partial file
 under the final name, and the previous file stays intact until the new one is
-committed.
+committed. Saving writes files, never anything else: a symbolic link is followed
+(the link stays, its target is replaced atomically), anything that is not a regular
+file is refused, missing parent directories are created (as Keras does), and every
+error names the path the caller gave, never the temp file.
 
 A write goes to ``<dir>/.<name>.<16 hex digits>.tmp`` in the destination's directory
 (so ``os.replace`` never crosses file systems), is flushed and fsynced, then renamed
@@ -37,26 +40,72 @@ def atomic_write(path, parts) -> None:
     """Writes the byte buffers ``parts`` in order to ``path`` atomically.
 
     Args:
-        path: destination file (str or path-like); its directory must exist.
+        path: destination file (str or path-like). A symbolic link is followed: the
+            link stays and its target is replaced. Missing parent directories are
+            created.
         parts: an iterable of bytes-like objects (bytes, memoryview, contiguous
             NumPy arrays viewed as bytes).
 
-    Raises: the original :class:`OSError` (disk full, permission denied, ...) when
-    any step fails; the temp file is then removed and an existing file at ``path``
-    is left byte-identical.
+    Raises:
+        IsADirectoryError / FileExistsError: ``path`` (or the link's target) is a
+            directory, or another thing that is not a regular file (a FIFO, a
+            device, a socket); nothing is written.
+        OSError: the original error (disk full, permission denied, ...) of any
+            failed step, its ``filename`` set to ``path`` as given; the temp file
+            is removed and an existing file at ``path`` is left byte-identical.
     """
-    path = os.fspath(path)
-    temp = temp_path(path)
+    given = os.fspath(path)
+    try:
+        _write_to(_target(given), parts)
+    except OSError as exc:
+        exc.filename, exc.filename2 = given, None  # not the temp or resolved name
+        raise
+
+
+def _target(given: str) -> str:
+    """The regular file to replace: ``given`` with symbolic links resolved, its
+    directory created; refuses a directory or any other non-regular file."""
+    target = os.path.realpath(given)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else _kind(mode)
+        error = IsADirectoryError if stat.S_ISDIR(mode) else FileExistsError
+        raise error(
+            errno.EISDIR if stat.S_ISDIR(mode) else errno.EEXIST,
+            f"refusing to replace {kind}: saving writes only regular files",
+            given,
+        )
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    return target
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "something that is not a regular file"
+
+
+def _write_to(target: str, parts) -> None:
+    temp = temp_path(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(temp, flags, 0o666)  # the umask applies, as for open(path, "wb")
     try:
         _write_and_sync(fd, parts)
-        os.replace(temp, path)
+        os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    directory, name = os.path.split(os.path.abspath(path))
+    directory, name = os.path.split(target)
     fsync_directory(directory)
     with contextlib.suppress(OSError):  # housekeeping: never fails a committed write
         clean_stale_temps(directory, name, min_age=STALE_AFTER)

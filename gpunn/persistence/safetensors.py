@@ -68,7 +68,10 @@ def write_file(path, tensors: dict, metadata: dict | None = None) -> None:
     itemsize, then name, so every tensor is aligned in the file.
 
     Args:
-        path: destination (str or path-like); its directory must exist.
+        path: destination (str or path-like); a symbolic link is followed (the
+            link stays), missing directories are created, anything but a regular
+            file there is refused (see :func:`~gpunn.persistence.atomic.
+            atomic_write`).
         tensors: ``{name: np.ndarray}`` with dtypes from :data:`DTYPES` (any shape,
             0-d and empty included); names are non-empty strings other than
             ``"__metadata__"``.
@@ -81,7 +84,9 @@ def write_file(path, tensors: dict, metadata: dict | None = None) -> None:
             :func:`read_file` would refuse (over :data:`MAX_TENSORS` tensors or a
             header over :data:`MAX_HEADER_BYTES`); nothing is written.
         OSError: the original error of a failed write (disk full, permission
-            denied); the temp file is removed and an existing ``path`` is intact.
+            denied), naming ``path``; the temp file is removed and an existing
+            ``path`` is intact. IsADirectoryError / FileExistsError when ``path``
+            is a directory or another non-regular file.
     """
     atomic_write(path, serialize(tensors, metadata))
 
