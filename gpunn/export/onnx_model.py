@@ -78,8 +78,9 @@ def check_opset(opset, newest: int | None = None) -> int:
 
 
 def check_path(path) -> str:
-    """``path`` as a str: a file whose directory exists; TypeError,
-    IsADirectoryError or FileNotFoundError naming it otherwise."""
+    """``path`` as a str; TypeError / ValueError for something that is not a file
+    name, IsADirectoryError for a directory. Missing parent directories are fine:
+    the write creates them, as for ``model.save``."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
     path = os.fsdecode(os.fspath(path))
@@ -87,11 +88,6 @@ def check_path(path) -> str:
         raise ValueError("path must be a file name, got ''")
     if os.path.isdir(path):
         raise IsADirectoryError(f"path {path!r} is a directory, expected a file name")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            f"path {path!r}: the directory {directory!r} does not exist"
-        )
     return path
 
 
@@ -130,7 +126,8 @@ def export_onnx(model, path, dtype=None, opset: int = DEFAULT_OPSET) -> None:
     Args:
         model: a built :class:`~gpunn.Sequential`.
         path: the file to write (str or path-like), e.g. ``"model.onnx"``; replaced
-            if it exists. Its directory must exist.
+            if it exists (a symbolic link stays, its target is replaced); missing
+            parent directories are created.
         dtype: ``"float32"`` or ``"float64"``, the dtype of the graph's input,
             weights and output; None keeps the model's (a float64 model exported
             as float32 has its weights rounded). float16 comes with mixed
