@@ -619,7 +619,7 @@ class Sequential:
         :meth:`predict` returns. Needs ``pip install "gpunn[onnx]"``.
 
         Args:
-            path: the ``.onnx`` file to write (its directory must exist).
+            path: the ``.onnx`` file to write (missing directories are created).
             dtype: ``"float32"`` or ``"float64"``; None keeps the model's dtype.
                 Default: None.
             opset: ONNX opset, >= 13. Default: 17.
