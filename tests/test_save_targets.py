@@ -128,3 +128,14 @@ def test_errors_name_the_path_given_not_the_temp_file(tmp_path, monkeypatch, cal
     assert info.value.filename == given and info.value.filename2 is None
     assert ".tmp" not in str(info.value) and given in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_rename_names_only_the_path_given(tmp_path, monkeypatch):
+    def replace(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", src, None, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(PermissionError) as info:
+        write_file(tmp_path / "m.st", {"w": np.zeros(2)})
+    monkeypatch.undo()
+    assert str(info.value) == f"[Errno 13] Permission denied: '{tmp_path / 'm.st'}'"

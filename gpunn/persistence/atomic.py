@@ -57,8 +57,10 @@ def atomic_write(path, parts) -> None:
     given = os.fspath(path)
     try:
         _write_to(_target(given), parts)
-    except OSError as exc:
-        exc.filename, exc.filename2 = given, None  # not the temp or resolved name
+    except OSError as exc:  # name the path given, not the temp or resolved one
+        if exc.filename2 is not None and exc.errno is not None:
+            raise type(exc)(exc.errno, exc.strerror, given) from exc
+        exc.filename = given
         raise
 
 
