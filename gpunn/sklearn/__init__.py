@@ -15,6 +15,16 @@ except ImportError as exc:  # pragma: no cover - the extra is missing
         'gpunn.sklearn needs scikit-learn: pip install "gpunn[sklearn]"'
     ) from exc
 
+from gpunn.sklearn._builders import mlp
+from gpunn.sklearn._checks import expected_failed_checks
 from gpunn.sklearn._mlp import MLPClassifier, MLPRegressor
+from gpunn.sklearn._wrappers import NeuralNetClassifier, NeuralNetRegressor
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
+    "expected_failed_checks",
+    "mlp",
+]

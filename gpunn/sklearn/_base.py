@@ -119,14 +119,15 @@ class GpunnMLPMixin:
         return net
 
     def _gpunn_outputs(self, X) -> np.ndarray:
-        """The output layer's activations for ``X`` ``(n, n_outputs)``, validated
-        as scikit-learn validates prediction input."""
+        """The output layer's activations for ``X`` ``(n, n_outputs)``, validated as scikit-learn validates prediction input."""
         from sklearn.utils.validation import check_is_fitted, validate_data
 
         check_is_fitted(self)
-        X = _dense(validate_data(self, X, accept_sparse=["csr", "csc"], reset=False))
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         net = self._gpunn_net(self.coefs_[0].dtype)
-        return net.predict(X, self.out_activation_)
+        out = net.predict(_dense(X), self.out_activation_)
+        # the dtype of X @ coefs_ in NumPy, as scikit-learn's predictions
+        return out.astype(np.result_type(X.dtype, self.coefs_[0].dtype), copy=False)
 
     def _gpunn_score(self, net, X, y, sample_weight) -> float:
         """The validation score of early stopping, ``X`` on the device."""
