@@ -175,6 +175,9 @@ def fit(
         verbose = 0  # rank 0 alone prints
     progress, history = Progress(verbose, epochs, steps), History()
     hooks = CallbackList([history, *(callbacks or ())], model)
+    names = ["loss", *(metric.name for metric in model.metrics)]
+    names += ["val_" + name for name in names] if val is not None else []
+    hooks.check_arguments({"log_names": names})  # before anything changes
     model.stop_training = False
     model._discard_layer_state()  # left by forwards outside a step (gradcheck)
     loop = FitLoop(
@@ -184,8 +187,6 @@ def fit(
         dp.start()  # rank 0's state everywhere, before a resume replaces it
     if resume_from is not None:
         loop.resume(resume_from, epochs)
-    names = ["loss", *(metric.name for metric in model.metrics)]
-    names += ["val_" + name for name in names] if val is not None else []
     hooks.on_train_begin({"log_names": names})
     for epoch in loop.epochs(epochs):
         if loop.batch == 0:  # else a resumed epoch, begun before the checkpoint

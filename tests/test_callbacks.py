@@ -213,3 +213,79 @@ def test_monitor_mode_infers_direction():
     assert callbacks.monitor_mode("mae") == "min"
     assert callbacks.monitor_mode("val_loss", "max") == "max"
     assert not math.isnan(EarlyStopping().best)
+
+
+# ------------------------------------------------ arguments checked at train begin
+def _refused_before_any_step(model, callbacks_, error, match, **kwargs):
+    """``fit`` raises ``error`` before the first step: weights, optimizer step and
+    (with ``resume_from``) nothing restored."""
+    before = model.get_weights()
+    X, y = blobs(24)
+    with pytest.raises(error, match=match) as info:
+        model.fit(
+            X, y, epochs=2, batch_size=8, verbose=0, callbacks=callbacks_, **kwargs
+        )
+    assert model.optimizer.steps == 0
+    for a, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        ("ckpt-{val_loss:.3f}.st", r"val_loss.*cannot be formatted"),  # no val data
+        ("ckpt-{epoch:s}.st", r"epoch:s.*cannot be formatted"),  # an int field
+        ("ckpt-{0}.st", r"\{0\}.*cannot be formatted"),  # positional
+        ("ckpt-{epochs}.st", r"epochs.*cannot be formatted"),  # a typo
+    ],
+)
+def test_model_checkpoint_path_is_checked_before_the_first_step(tmp_path, path, match):
+    """Rule 12: a path whose fields cannot be formatted used to fail only at the
+    first save, after an epoch of training (and after CSVLogger had emptied its
+    file): now fit refuses it first, every callback untouched."""
+    from gpunn.checkpointing import ModelCheckpoint
+
+    log = tmp_path / "log.csv"
+    log.write_text("an earlier run's rows\n")
+    save = ModelCheckpoint(tmp_path / path)
+    _refused_before_any_step(make(seed=0), [CSVLogger(log), save], ValueError, match)
+    assert log.read_text() == "an earlier run's rows\n"
+    assert list(tmp_path.iterdir()) == [log]
+
+
+def test_model_checkpoint_directory_is_made_before_the_first_step(tmp_path):
+    from gpunn.checkpointing import ModelCheckpoint
+
+    (tmp_path / "taken").write_text("a file, not a directory")
+    save = ModelCheckpoint(tmp_path / "taken" / "run" / "ckpt-{epoch}.st")
+    error = _refused_before_any_step(make(seed=0), [save], OSError, "ModelCheckpoint")
+    assert str(tmp_path / "taken") in str(error)
+
+
+def test_a_resumed_fit_checks_callbacks_before_restoring(tmp_path):
+    from gpunn.checkpointing import ModelCheckpoint
+
+    X, y = blobs(24)
+    make(seed=0).fit(
+        X,
+        y,
+        epochs=1,
+        batch_size=8,
+        verbose=0,
+        callbacks=[ModelCheckpoint(tmp_path / "c.st")],
+    )
+    bad = ModelCheckpoint(tmp_path / "{val_loss}.st")
+    _refused_before_any_step(
+        make(seed=1), [bad], ValueError, "val_loss", resume_from=tmp_path / "c.st"
+    )
+
+
+def test_a_val_monitor_that_fit_does_not_log_is_refused_before_the_first_step():
+    _refused_before_any_step(
+        make(seed=0),
+        [ReduceLROnPlateau("val_lost")],
+        ValueError,
+        "monitor='val_lost' is not among",
+        validation_split=0.25,
+    )

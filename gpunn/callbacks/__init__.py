@@ -6,7 +6,10 @@ training, of each epoch and of each batch. Epoch ``logs`` are host floats
 ``"size"`` and its ``"loss"`` as a 0-d device array; ``on_train_begin`` gets
 ``{"log_names": [...]}``, the epoch log names ``fit`` will produce, so a callback that reads it
 (``float(logs["loss"])``) waits for the device and one that does not costs nothing.
-Setting ``model.stop_training = True`` ends ``fit`` after the current batch.
+Setting ``model.stop_training = True`` ends ``fit`` after the current batch. Before
+any of that, ``fit`` calls ``check_arguments(logs)`` on every callback, with the same
+logs as ``on_train_begin``, so arguments that cannot work fail before anything
+changes.
 """
 
 from gpunn.callbacks.base import Callback, CallbackList, History, monitor_mode

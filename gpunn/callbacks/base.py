@@ -57,6 +57,13 @@ class Callback:
         restored, self._restored = self._restored, False
         return restored
 
+    def check_arguments(self, logs=None) -> None:
+        """Called by ``fit`` on every callback before training starts (before a
+        resume restores anything, before any ``on_train_begin``) with
+        ``on_train_begin``'s logs: raises, naming the argument, when the
+        callback's arguments cannot work in this fit (a ``val_`` monitor without
+        validation data, a checkpoint path that cannot be formatted)."""
+
     def on_train_begin(self, logs=None) -> None:
         pass
 
@@ -93,6 +100,9 @@ class CallbackList(Callback):
     def _call(self, hook, *args) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(*args)
+
+    def check_arguments(self, logs=None):
+        self._call("check_arguments", logs)
 
     def on_train_begin(self, logs=None):
         self._call("on_train_begin", logs)
@@ -170,7 +180,9 @@ class _Monitor:
         return float(best)
 
     def check(self, logs) -> None:
-        """At the start of training: a ``val_`` monitor needs validation data."""
+        """At the start of training: a ``val_`` monitor needs validation data and
+        must be one of the validation logs ``fit`` produces (other names may be
+        logs a callback adds)."""
         names = (logs or {}).get("log_names")
         if names is None or not self.monitor.startswith("val_"):
             return
@@ -179,6 +191,11 @@ class _Monitor:
                 f"monitor={self.monitor!r} needs validation data: pass "
                 "validation_data or validation_split to fit, or monitor one of "
                 f"{sorted(names)}"
+            )
+        if self.monitor not in names:
+            raise ValueError(
+                f"monitor={self.monitor!r} is not among the epoch logs fit will "
+                f"produce, {sorted(names)}"
             )
 
     def value(self, logs) -> float:

@@ -3,6 +3,7 @@ saves, and resume, are in :mod:`gpunn.checkpointing`)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -92,7 +93,11 @@ class ModelCheckpoint(Callback):
         return f"ModelCheckpoint({self.path})"
 
     # ------------------------------------------------------------ hooks
-    def on_train_begin(self, logs=None):
+    def check_arguments(self, logs=None):
+        """Before the first step: ``monitor`` (with ``save_best_only``), the path
+        formatted with sample values of every field it may use (ValueError naming
+        the fields), and the directory of its field-free part created and
+        writable (the OSError names it)."""
         if self.save_best_only:
             self._monitor.check(logs)
         dp = distributed.active(self.model)
@@ -101,6 +106,16 @@ class ModelCheckpoint(Callback):
                 f"save_freq={self.save_freq} (mid-epoch checkpoints) is not supported "
                 f"with {dp.size} data-parallel ranks; use save_freq='epoch'"
             )
+        names = (logs or {}).get("log_names")
+        sample = {"epoch": 1, "batch": 0, "step": 0}
+        if names is not None and self.save_freq == "epoch":
+            sample = {**dict.fromkeys(names, 0.0), **sample}
+        if names is not None or _format_fields(self.path) <= set(sample):
+            self._format(sample)
+        if distributed.is_primary():
+            _make_directory(self.path)
+
+    def on_train_begin(self, logs=None):
         if self._resuming():
             return
         self._monitor.reset()
@@ -131,13 +146,7 @@ class ModelCheckpoint(Callback):
 
     def _save(self, epoch: int, batch: int, logs: dict) -> None:
         fields = {"epoch": epoch, "batch": batch, "step": self.model.optimizer.steps}
-        try:
-            path = self.path.format(**{**logs, **fields})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"ModelCheckpoint path {self.path!r} cannot be formatted with "
-                f"{sorted({**logs, **fields})}: {exc!r}"
-            ) from None
+        path = self._format({**logs, **fields})
         previous = list(self.saved)
         self.saved = [p for p in self.saved if p != path] + [path]  # saved with it
         try:
@@ -151,6 +160,16 @@ class ModelCheckpoint(Callback):
             self._prune()
         else:  # the other ranks keep the same list of files, written by rank 0
             self.saved = self.saved[-self.keep_last :] if self.keep_last else self.saved
+
+    def _format(self, fields: dict) -> str:
+        try:
+            return self.path.format(**fields)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            what = "epoch-end" if self.save_freq == "epoch" else "batch"
+            raise ValueError(
+                f"ModelCheckpoint path {self.path!r} cannot be formatted with the "
+                f"fields of a {what} save, {sorted(fields)}: {exc!r}"
+            ) from None
 
     def _prune(self) -> None:
         """Deletes the oldest files beyond ``keep_last`` (the new one is committed),
@@ -223,6 +242,26 @@ def _pattern(path: str) -> re.Pattern:
         for literal, name, _, _ in string.Formatter().parse(path)
     ]
     return re.compile("".join(parts), re.DOTALL)
+
+
+def _make_directory(path: str) -> None:
+    """Creates the directory of ``path``'s text before its first field; an OSError
+    naming it when it cannot be created or written in."""
+    literal, name, _, _ = next(iter(string.Formatter().parse(path)), ("", None, 0, 0))
+    directory = os.path.dirname(literal if name is not None else path)
+    if not directory:
+        return
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable", directory)
+    except OSError as exc:
+        raise type(exc)(
+            exc.errno,
+            f"ModelCheckpoint cannot write checkpoints into the directory of its path "
+            f"{path!r}: {exc.strerror}",
+            exc.filename,
+        ) from exc
 
 
 def _format_fields(path: str) -> set:

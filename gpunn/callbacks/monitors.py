@@ -46,8 +46,10 @@ class EarlyStopping(Callback):
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = check_int("start_from_epoch", start_from_epoch, 0)
 
-    def on_train_begin(self, logs=None):
+    def check_arguments(self, logs=None):
         self._monitor.check(logs)
+
+    def on_train_begin(self, logs=None):
         if self._resuming():
             return
         self._monitor.reset()
@@ -141,8 +143,10 @@ class ReduceLROnPlateau(Callback):
         self.min_lr = check_real("min_lr", min_lr, lo=0)
         self.verbose = verbose
 
-    def on_train_begin(self, logs=None):
+    def check_arguments(self, logs=None):
         self._monitor.check(logs)
+
+    def on_train_begin(self, logs=None):
         if self._resuming():
             return
         self._monitor.reset()
