@@ -16,6 +16,8 @@ the bias), ``relu``, ``leaky_relu``, ``elu``, ``sigmoid``, ``tanh`` (the output 
 
 from __future__ import annotations
 
+from gpunn.backends.halves import FLOAT32, half_dtype, in_float32
+
 # activation name -> (backend op, what its backprop reads: "x" the pre-activation z,
 # "y" the output, "" nothing)
 _FUSED = {
@@ -48,7 +50,7 @@ def _expect(name: str, a, shape, dtype) -> None:
     if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(a.shape)}")
     if a.dtype != dtype:
-        raise ValueError(f"{name} must have dtype {dtype} like x, got {a.dtype}")
+        raise ValueError(f"{name} must have dtype {dtype}, got {a.dtype}")
 
 
 def check_dense(x, w, b) -> None:
@@ -64,19 +66,23 @@ def check_dense(x, w, b) -> None:
 
 def check_dense_grads(x, w, dy, saved, dw, db, op: str) -> None:
     """:func:`check_dense` for the backward: ``dy`` and ``saved`` (unless the op is
-    ``identity``) ``(batch, n_out)``, ``dw`` like ``w``, ``db`` (or None) like a bias."""
+    ``identity``) ``(batch, n_out)``, ``dw`` like ``w``, ``db`` (or None) like a bias;
+    the gradients are float32 when x is 16-bit (the float32 arena of mixed
+    precision), else x's dtype."""
     check_dense(x, w, None)
+    grad_dtype = FLOAT32 if half_dtype([x]) is not None else x.dtype
     if db is not None:
-        _expect("dbias", db, (w.shape[1],), x.dtype)
+        _expect("dbias", db, (w.shape[1],), grad_dtype)
     _expect("dy", dy, (x.shape[0], w.shape[1]), x.dtype)
     if op != "identity":
         _expect("saved", saved, dy.shape, x.dtype)
-    _expect("dweight", dw, w.shape, x.dtype)
+    _expect("dweight", dw, w.shape, grad_dtype)
 
 
 class FusedOps:
     """The Dense-with-activation ops; needs the layer ops of ``LayerOps``."""
 
+    @in_float32(rounded=(0, 1))
     def dense_activation(self, x, w, b, activation: str, options: dict):
         """``y = act(x @ w + b)`` for a fusable ``activation`` (see the module) with
         its ``options`` (e.g. ``{"negative_slope": 0.2}``).
@@ -96,6 +102,7 @@ class FusedOps:
         y = getattr(self, op)(z, **options)
         return y, (z if saves == "x" else y)
 
+    @in_float32(writes=("dw", "db"))
     def backprop_dense_activation_(
         self, x, w, dy, saved, dw, db, activation: str, options: dict, need_dx=True
     ):

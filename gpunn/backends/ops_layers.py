@@ -3,18 +3,23 @@ and normalization.
 
 Mixed into :class:`~gpunn.backends.numpy_backend.NumpyBackend` (see its module for the
 conventions), written once against ``self.xp``; ``CupyBackend`` runs them on the GPU
-unchanged.
+unchanged. Given float16 or bfloat16 arrays (mixed precision), an op computes on their
+float32 values and rounds its output back once (:func:`~gpunn.backends.halves.
+in_float32`); float32 arrays it writes in place (gradients in the float32 arena) and
+float32 statistics stay float32.
 """
 
 from __future__ import annotations
 
 from gpunn.backends import philox, special
+from gpunn.backends.halves import in_float32
 
 
 class LayerOps:
     """The forward and backward ops of the layers; needs ``self.xp``."""
 
     # ---------------------------------------------------------------- dense
+    @in_float32()
     def dense_forward(self, x, w, b=None):
         """``y = x @ w + b``. Shape: x ``(batch, n_in)``, w ``(n_in, n_out)``, b
         ``(n_out,)`` -> y ``(batch, n_out)``."""
@@ -23,6 +28,7 @@ class LayerOps:
             y += b
         return y
 
+    @in_float32(writes=("dw", "db"))
     def dense_backward_(self, x, w, dy, dw, db=None, need_dx=True):
         """Writes ``dw = x.T @ dy`` and ``db = dy.sum(0)`` in place; returns
         ``dx = dy @ w.T`` (or None when ``need_dx`` is false)."""
@@ -38,47 +44,57 @@ class LayerOps:
     def backprop_identity(self, dy, y):
         return dy
 
+    @in_float32()
     def relu(self, x):
         """``max(x, 0)``."""
         return self.xp.maximum(x, 0)
 
+    @in_float32()
     def backprop_relu(self, dy, y):
         """``dy * (y > 0)``: the subgradient at 0 is 0, as in PyTorch."""
         return dy * (y > 0)
 
+    @in_float32()
     def leaky_relu(self, x, negative_slope=0.01):
         """``x if x > 0 else negative_slope * x`` (PyTorch's ``LeakyReLU``)."""
         return self.xp.where(x > 0, x, x * negative_slope)
 
+    @in_float32()
     def backprop_leaky_relu(self, dy, y, negative_slope=0.01):
         """``dy * (1 if y > 0 else negative_slope)``: ``negative_slope`` at 0, as in
         PyTorch. Needs ``negative_slope >= 0`` (then ``y > 0`` exactly if ``x > 0``)."""
         return self.xp.where(y > 0, dy, dy * negative_slope)
 
+    @in_float32()
     def elu(self, x, alpha=1.0):
         """``x if x > 0 else alpha * (exp(x) - 1)`` (Clevert et al. 2016)."""
         xp = self.xp
         return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0)))
 
+    @in_float32()
     def backprop_elu(self, dy, y, alpha=1.0):
         """``dy * (1 if y > 0 else y + alpha)``: ``alpha`` at 0, as in PyTorch. Needs
         ``alpha > 0`` (then ``y > 0`` exactly when ``x > 0``)."""
         return self.xp.where(y > 0, dy, dy * (y + alpha))
 
+    @in_float32()
     def silu(self, x):
         """``x * sigmoid(x)`` (SiLU, Swish with beta 1)."""
         return x * self.sigmoid(x)
 
+    @in_float32()
     def backprop_silu(self, dy, x):
         """``dy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``: from the input."""
         s = self.sigmoid(x)
         return dy * s * (1 + x * (1 - s))
 
+    @in_float32()
     def swish(self, x, beta=1.0):
         """``x * sigmoid(beta * x)``; ``beta`` a Python float or a device array of
         shape ``(1,)`` (a trainable parameter)."""
         return x * self.sigmoid(beta * x)
 
+    @in_float32(writes=("dbeta",))
     def backprop_swish_(self, dy, x, beta=1.0, dbeta=None):
         """Returns ``dx = dy * (s + beta * x * s * (1 - s))`` with ``s =
         sigmoid(beta * x)``; with ``dbeta`` (shape ``(1,)``) also writes ``dbeta =
@@ -89,11 +105,13 @@ class LayerOps:
             dbeta[...] = (dy * x * t).sum()
         return dy * (s + beta * t)
 
+    @in_float32()
     def prelu(self, x, weight):
         """``x if x > 0 else weight * x`` (PyTorch's ``PReLU``); ``weight`` of shape
         ``(1,)`` (one slope) or ``(n,)`` (one per unit). Shape: ``(batch, n)``."""
         return self.xp.where(x > 0, x, x * weight)
 
+    @in_float32(writes=("dweight",))
     def backprop_prelu_(self, dy, x, weight, dweight, need_dx=True):
         """Writes ``dweight = sum(dy * min(x, 0))`` in place (over the batch; over the
         units too for one slope); returns ``dx = dy * (1 if x > 0 else weight)`` (None
@@ -111,6 +129,7 @@ class LayerOps:
         ulp in float64); see :func:`gpunn.backends.special.erf`."""
         return special.erf(self.xp, x)
 
+    @in_float32()
     def gelu(self, x, approximate="none"):
         """``x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2)))`` (Hendrycks & Gimpel 2016);
         with ``approximate="tanh"``, ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715
@@ -119,6 +138,7 @@ class LayerOps:
             return 0.5 * x * (1 + self.xp.tanh(special.gelu_tanh_inner(x)))
         return 0.5 * x * (1 + self.erf(x * special.INV_SQRT_2))
 
+    @in_float32()
     def backprop_gelu(self, dy, x, approximate="none"):
         """``dy * (Phi(x) + x * phi(x))`` (or the tanh form's derivative): from the
         input."""
@@ -130,23 +150,28 @@ class LayerOps:
         cdf = 0.5 * (1 + self.erf(x * special.INV_SQRT_2))
         return dy * (cdf + x * special.INV_SQRT_2PI * xp.exp(-0.5 * x * x))
 
+    @in_float32()
     def sigmoid(self, x):
         """``1 / (1 + exp(-x))`` without overflow for large ``|x|``."""
         xp = self.xp
         e = xp.exp(-xp.abs(x))
         return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
+    @in_float32()
     def backprop_sigmoid(self, dy, y):
         """``dy * y * (1 - y)`` with ``y = sigmoid(x)``."""
         return dy * y * (1 - y)
 
+    @in_float32()
     def tanh(self, x):
         return self.xp.tanh(x)
 
+    @in_float32()
     def backprop_tanh(self, dy, y):
         """``dy * (1 - y**2)`` with ``y = tanh(x)``."""
         return dy * (1 - y * y)
 
+    @in_float32()
     def softmax(self, x, temperature=1.0):
         """Row-wise ``softmax(x / temperature)``, shifted by the row max. Shape
         ``(batch, classes)``."""
@@ -155,6 +180,7 @@ class LayerOps:
         e = self.xp.exp(x - x.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
+    @in_float32()
     def backprop_softmax(self, dy, y, temperature=1.0):
         """``y * (dy - sum(dy * y, axis=1)) / temperature``: the Jacobian-vector
         product."""
@@ -183,6 +209,7 @@ class LayerOps:
             dw += (2 * l2) * w
 
     # ---------------------------------------------------------------- random
+    @in_float32(rounded=(0,))
     def dropout(self, x, rate: float, generator):
         """Inverted dropout: ``y = x * keep / (1 - rate)``, each element zeroed with
         probability ``rate``, so ``E[y] = x``. ``rate`` in ``[0, 1)``.
@@ -207,12 +234,14 @@ class LayerOps:
         mask = philox.DropoutMask(tuple(x.shape), 1 / (1 - rate), keep=keep)
         return x * mask.multiplier(self.xp, x.dtype), mask
 
+    @in_float32()
     def backprop_dropout(self, dy, mask):
         """``dy * keep / (1 - rate)`` with the mask :meth:`dropout` returned (in
         dy's dtype); ValueError when dy's shape is not the mask's."""
         mask.check(dy)
         return dy * mask.multiplier(self.xp, dy.dtype)
 
+    @in_float32()
     def gaussian_noise(self, x, stddev: float, generator):
         """``x + stddev * z`` with ``z ~ N(0, 1)`` drawn from ``generator`` in x's
         dtype."""
@@ -222,6 +251,7 @@ class LayerOps:
         return y
 
     # ---------------------------------------------------------------- normalization
+    @in_float32(rounded=(0,), writes=("running_mean", "running_var"))
     def batch_norm_train_(
         self, x, gamma, beta, running_mean, running_var, momentum: float, eps: float
     ):
@@ -250,6 +280,7 @@ class LayerOps:
             running += momentum * batch
         return y, x_hat, inv_std
 
+    @in_float32()
     def batch_norm_eval(self, x, gamma, beta, running_mean, running_var, eps: float):
         """``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``
         (``gamma``, ``beta`` None: no affine). Shape: x ``(batch, features)``."""
@@ -262,6 +293,7 @@ class LayerOps:
             y += beta
         return y
 
+    @in_float32(writes=("dgamma", "dbeta"))
     def backprop_batch_norm_(
         self, dy, x_hat, inv_std, gamma, dgamma, dbeta, need_dx=True
     ):
@@ -286,6 +318,7 @@ class LayerOps:
         dx *= inv_std if gamma is None else gamma * inv_std
         return dx
 
+    @in_float32()
     def standardize(self, x, mean, inv_std):
         """``(x - mean) * inv_std`` per feature. Shape: x ``(batch, n)``, ``mean`` and
         ``inv_std`` ``(n,)``."""
@@ -293,6 +326,7 @@ class LayerOps:
         y *= inv_std
         return y
 
+    @in_float32()
     def backprop_standardize(self, dy, inv_std):
         """``dy * inv_std``: the gradient of :meth:`standardize`."""
         return dy * inv_std
