@@ -34,8 +34,43 @@ import numpy as np
 from gpunn.arena import ParamSpec
 
 
+# names of the tensors a training checkpoint keeps beside the layers' (optimizer.*,
+# loop.*, callbacks.*): a layer of one of these names would share their keys
+RESERVED_NAMES = ("optimizer", "loop", "callbacks")
+
+
+def check_name(name) -> str | None:
+    """A layer name that keeps the file keys ``<name>.<entry>`` unambiguous: None
+    (named by the model), or a str without ``"."``, other than
+    :data:`RESERVED_NAMES`, encodable as UTF-8. TypeError / ValueError naming it."""
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+    if "." in name:
+        raise ValueError(
+            f"name must not contain '.' (saved files name tensors "
+            f"'<layer>.<entry>'), got {name!r}"
+        )
+    if name in RESERVED_NAMES:
+        raise ValueError(
+            f"name {name!r} is reserved (checkpoints keep {list(RESERVED_NAMES)} "
+            "tensors beside the layers'); choose another"
+        )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"name must be valid UTF-8 text, got {name!r}") from None
+    return name
+
+
 class Layer:
-    """Base class of all layers. Shape: ``(batch, n_in)`` -> ``(batch, n_out)``."""
+    """Base class of all layers. Shape: ``(batch, n_in)`` -> ``(batch, n_out)``.
+
+    ``name`` (None: the model names it, ``dense_0``) keys the layer's tensors in
+    saved files as ``<name>.<parameter>``; it may not contain ``"."`` or be one of
+    :data:`RESERVED_NAMES` (see :func:`check_name`), checked whenever it is set.
+    """
 
     def __init__(self, name: str | None = None):
         self.name = name
@@ -61,6 +96,14 @@ class Layer:
     @property
     def built(self) -> bool:
         return self.backend is not None
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @name.setter
+    def name(self, value) -> None:
+        self._name = check_name(value)
 
     # ------------------------------------------------------------- compute
     def forward(self, x, training: bool = False):

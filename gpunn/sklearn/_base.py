@@ -10,6 +10,8 @@ the trained ones back. The network itself is a cache, never pickled.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from gpunn.sklearn import _lbfgs, _stochastic
@@ -49,7 +51,7 @@ class GpunnMLPMixin:
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (
             not self.warm_start and not incremental
         )
@@ -89,7 +91,7 @@ class GpunnMLPMixin:
         self.out_activation_ = self._gpunn_out_activation()
         pairs = [
             glorot_uniform(self._random_state, a, b, self.activation, dtype)
-            for a, b in zip(units[:-1], units[1:])
+            for a, b in itertools.pairwise(units)
         ]
         self.coefs_ = [c for c, _ in pairs]
         self.intercepts_ = [b for _, b in pairs]

@@ -74,9 +74,7 @@ def signature(build_fn) -> tuple[dict, bool]:
         return {}, False
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     tunable = {
-        p.name: p.default
-        for p in params
-        if p.kind in kinds and p.name not in INJECTED
+        p.name: p.default for p in params if p.kind in kinds and p.name not in INJECTED
     }
     takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params)
     return tunable, takes_kwargs

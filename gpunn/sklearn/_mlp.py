@@ -9,6 +9,8 @@ penalty and the solvers run on gpunn's backend over one flat parameter arena.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.neural_network import MLPClassifier as _SkClassifier
@@ -36,8 +38,9 @@ _DOC = """{summary}
     scikit-learn's update rules, so in float64 a fit reproduces scikit-learn's.
 
     Args (gpunn's, keyword-only, after scikit-learn's):
-        device: ``"auto"`` (the GPU when CuPy finds one, else NumPy on the CPU),
-            ``"cpu"`` or ``"gpu"``. Default: ``"auto"``.
+        device: ``"auto"`` (env ``GPUNN_BACKEND`` when set, else the GPU when CuPy
+            finds a usable one, else NumPy on the CPU), ``"cpu"`` or ``"gpu"``.
+            Default: ``"auto"``.
         dtype: ``"float32"``, ``"float64"``, or None for the input's dtype (float64
             unless ``X`` is float32), as scikit-learn. Default: ``"float32"``.
 
@@ -61,7 +64,7 @@ class MLPClassifier(GpunnMLPMixin, _SkClassifier):
         method="predict_proba",
     )
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_SkClassifier._parameter_constraints,
         **_GPUNN_CONSTRAINTS,
     }
@@ -194,7 +197,7 @@ class MLPRegressor(GpunnMLPMixin, _SkRegressor):
         method="predict",
     )
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_SkRegressor._parameter_constraints,
         **_GPUNN_CONSTRAINTS,
     }

@@ -28,14 +28,16 @@ class Network:
         shapes: ``[(fan_in, fan_out), ...]``, one per layer.
         activation: scikit-learn's hidden activation name.
         dtype: ``"float32"`` or ``"float64"``.
-        device: ``"cpu"``, ``"gpu"`` or ``"auto"`` (:func:`gpunn.get_backend`).
+        device: ``"cpu"``, ``"gpu"`` or ``"auto"`` (env ``GPUNN_BACKEND`` when set,
+            else the GPU when one is usable; see :func:`gpunn.get_backend`).
     """
 
     def __init__(self, shapes, activation: str, dtype, device: str):
         layers = [Dense(n, activation=ACTIVATIONS[activation]) for _, n in shapes]
         layers[-1] = Dense(shapes[-1][1])  # raw outputs: the output activation is ours
+        backend = _backend(device)
         self.model = Sequential(
-            layers, input_dim=shapes[0][0], dtype=dtype, backend=device, seed=0
+            layers, input_dim=shapes[0][0], dtype=dtype, backend=backend, seed=0
         )
         self.shapes, self.activation = [tuple(s) for s in shapes], activation
         self.backend, self.xp = self.model.backend, self.model.backend.xp
@@ -163,6 +165,7 @@ class Network:
 
 
 def _backend(device: str):
+    """The backend of ``device``; ``"auto"`` honours env ``GPUNN_BACKEND``."""
     from gpunn.backends import get_backend
 
-    return get_backend(device)
+    return get_backend(None if device == "auto" else device)

@@ -13,7 +13,7 @@ with their defaults, so ``GridSearchCV`` can tune architectures with
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator
 
 from gpunn.sklearn import _builders, _model_state
 
@@ -66,9 +66,7 @@ class _NeuralNet(BaseEstimator):
         defaults) and the ``fit__`` arguments given."""
         tunable, _ = _builders.signature(self._build_fn())
         params = {name: getattr(self, name) for name in self._own}
-        params.update(
-            {k: v for k, v in tunable.items() if v is not _builders.EMPTY}
-        )
+        params.update({k: v for k, v in tunable.items() if v is not _builders.EMPTY})
         params.update(self._params)
         return params
 

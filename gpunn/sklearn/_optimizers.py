@@ -69,9 +69,7 @@ class Adam(_Solver):
         scratch *= 1 - b2
         self.vs += scratch
         self.learning_rate = (
-            self.learning_rate_init
-            * math.sqrt(1 - b2**self.t)
-            / (1 - b1**self.t)
+            self.learning_rate_init * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
         )
         xp.sqrt(self.vs, out=scratch)
         scratch += self.epsilon
@@ -100,8 +98,9 @@ class SGD(_Solver):
 
     kind = "sgd"
 
-    def __init__(self, net, learning_rate_init, lr_schedule, momentum, nesterov,
-                 power_t):
+    def __init__(
+        self, net, learning_rate_init, lr_schedule, momentum, nesterov, power_t
+    ):
         super().__init__(learning_rate_init)
         self.lr_schedule, self.momentum = lr_schedule, momentum
         self.nesterov, self.power_t = nesterov, power_t
@@ -122,7 +121,7 @@ class SGD(_Solver):
             return True
         self.learning_rate /= 5.0
         if verbose:
-            print(msg + " Setting learning rate to %f" % self.learning_rate)
+            print(f"{msg} Setting learning rate to {self.learning_rate:f}")
         return False
 
     def update_(self, xp, params, grads, scratch) -> None:

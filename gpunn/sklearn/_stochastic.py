@@ -134,8 +134,9 @@ def _epoch(est, net, data, order, batch_size: int):
             xb, yb, wb = (
                 None if a is None else backend.take_rows(a, index) for a in data
             )
-        loss = net.gradient_(xb, yb, wb, est._loss_name(), est.out_activation_,
-                             est.alpha)
+        loss = net.gradient_(
+            xb, yb, wb, est._loss_name(), est.out_activation_, est.alpha
+        )
         loss = loss * (stop - start)
         total = loss if total is None else total + loss
         solver.update_(xp, net.params, net.grads, net.scratch)
@@ -150,15 +151,14 @@ def _end_epoch(est, net, total, n_samples: int, val, incremental: bool) -> bool:
     est.t_ += n_samples
     est.loss_curve_.append(est.loss_)
     if est.verbose:
-        print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
     _update_no_improvement_count(est, net, val)
     est._optimizer.iteration_ends(est.t_)
     if est._no_improvement_count > est.n_iter_no_change:
         what = "Validation score" if val is not None else "Training loss"
-        msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-            what,
-            est.tol,
-            est.n_iter_no_change,
+        msg = (
+            f"{what} did not improve more than tol={est.tol:f} for "
+            f"{est.n_iter_no_change} consecutive epochs."
         )
         if est._optimizer.trigger_stopping(msg, est.verbose):
             return True
@@ -169,8 +169,8 @@ def _end_epoch(est, net, total, n_samples: int, val, incremental: bool) -> bool:
         from sklearn.exceptions import ConvergenceWarning
 
         warnings.warn(
-            "Stochastic Optimizer: Maximum iterations (%d) "
-            "reached and the optimization hasn't converged yet." % est.max_iter,
+            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
+            "reached and the optimization hasn't converged yet.",
             ConvergenceWarning,
         )
     return False
@@ -182,13 +182,12 @@ def _update_no_improvement_count(est, net, val) -> None:
             est._no_improvement_count += 1
         else:
             est._no_improvement_count = 0
-        if est.loss_curve_[-1] < est.best_loss_:
-            est.best_loss_ = est.loss_curve_[-1]
+        est.best_loss_ = min(est.best_loss_, est.loss_curve_[-1])
         return
     score = est._gpunn_score(net, *val)
     est.validation_scores_.append(score)
     if est.verbose:
-        print("Validation score: %f" % est.validation_scores_[-1])
+        print(f"Validation score: {est.validation_scores_[-1]:f}")
     if score < est.best_validation_score_ + est.tol:
         est._no_improvement_count += 1
     else:

@@ -31,8 +31,7 @@ _ARGS = """
 
 
 class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
-    __doc__ = (
-        """A gpunn model as a scikit-learn classifier.
+    __doc__ = """A gpunn model as a scikit-learn classifier.
 
     Labels of any type are encoded to ``0..n_classes-1`` for a model compiled with
     softmax cross-entropy; a model compiled with binary cross-entropy gets a 0/1
@@ -51,15 +50,15 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
 
         search = GridSearchCV(NeuralNetClassifier(build, epochs=10),
                               {"hidden": [32, 128]}).fit(X, y)
-"""
-        + _ARGS.format(classes=", ``n_classes``, ``multilabel``", attrs=", ``classes_``")
-    )
+""" + _ARGS.format(classes=", ``n_classes``, ``multilabel``", attrs=", ``classes_``")
 
     def fit(self, X, y, sample_weight=None):
         """Builds and trains a model on ``X`` ``(n, n_features)`` and labels ``y``
         ``(n,)`` (or a multilabel indicator matrix); returns self."""
-        from sklearn.utils.multiclass import check_classification_targets
-        from sklearn.utils.multiclass import type_of_target
+        from sklearn.utils.multiclass import (
+            check_classification_targets,
+            type_of_target,
+        )
         from sklearn.utils.validation import column_or_1d, validate_data
 
         X, y = validate_data(
@@ -123,12 +122,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
 
 
 class NeuralNetRegressor(RegressorMixin, _NeuralNet):
-    __doc__ = (
-        """A gpunn model (compiled with a regression loss) as a scikit-learn
+    __doc__ = """A gpunn model (compiled with a regression loss) as a scikit-learn
     regressor; ``y`` ``(n,)`` or ``(n, n_targets)``.
-"""
-        + _ARGS.format(classes="", attrs="")
-    )
+""" + _ARGS.format(classes="", attrs="")
 
     def fit(self, X, y, sample_weight=None):
         """Builds and trains a model on ``X`` and targets ``y``; returns self."""
