@@ -47,13 +47,5 @@ def load(path, backend=None, *, compile: bool = True) -> Sequential:
     slots = model.arena.slots
     model_io.check_tensors(slots, model.dtype, tensors, state, layers, path)
     model.set_weights([tensors[s.key] for s in slots])
-    for layer in model.layers:
-        prefix = layer.name + "."
-        part = {k[len(prefix) :]: tensors[k] for k in state if k.startswith(prefix)}
-        try:
-            layer.set_state(part)
-        except (ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"{path}: state of layer {layer.name}: {exc}"
-            ) from exc
+    model_io.set_layer_states(model.layers, tensors, state, path)
     return model

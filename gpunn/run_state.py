@@ -15,6 +15,7 @@ import json
 from gpunn import distributed, schedules
 from gpunn.errors import CheckpointError
 from gpunn.persistence import model_io
+from gpunn.persistence.config import model_config
 from gpunn.persistence.training_state import VERSION, join, split
 
 
@@ -58,11 +59,19 @@ def capture(model, callbacks: dict, loop=None) -> tuple[dict, dict, str | None]:
     if loop is not None:
         state["loop"], loop_tensors = loop.get_state()
         tensors.update(loop_tensors)
-    config = model_io.rebuildable_config(model)
-    model_json = None
-    if config is not None:  # gpunn.load(checkpoint) then gives the model
-        model_json = model_io.model_json(config, model.get_state())
-    return tensors, state, model_json
+    return tensors, state, _model_json(model, tensors)
+
+
+def _model_json(model, tensors: dict) -> str | None:
+    """The ``"gpunn.model"`` entry that lets ``gpunn.load`` open the checkpoint as
+    a model, or None when load could not (the checkpoint still resumes)."""
+    try:
+        config = model_config(model, True)
+    except ValueError:  # a layer class gpunn.layers does not export
+        return None
+    weights = {s.key: tensors[s.key] for s in model.arena.slots}
+    state = {key: tensors[key] for key in model.get_state()}
+    return model_io.loadable_json(config, weights, state)
 
 
 def _identity(model) -> dict:

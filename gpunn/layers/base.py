@@ -33,7 +33,6 @@ import numpy as np
 
 from gpunn.arena import ParamSpec
 
-
 # names of the tensors a training checkpoint keeps beside the layers' (optimizer.*,
 # loop.*, callbacks.*): a layer of one of these names would share their keys
 RESERVED_NAMES = ("optimizer", "loop", "callbacks")

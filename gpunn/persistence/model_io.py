@@ -32,7 +32,7 @@ import numpy as np
 from gpunn.errors import CheckpointError
 from gpunn.layers.dense import Dense
 from gpunn.persistence import _header
-from gpunn.persistence.config import layer_from_config, model_arguments, model_config
+from gpunn.persistence.config import layer_from_config, model_arguments
 from gpunn.persistence.safetensors import read_file, write_file
 from gpunn.persistence.training_state import FORMAT_KEY, MODEL_KEY
 from gpunn.persistence.training_state import STATE_KEY as _TRAINING_KEY
@@ -44,23 +44,29 @@ CONFIG_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
 
 def write(path, config: dict, weights: dict, state: dict) -> None:
     """Writes a model file atomically (see the module doc); what ``model.save``
-    calls.
+    calls. Every file it writes, :func:`read` and ``gpunn.load`` load: what they
+    would refuse is refused first, with their message, and nothing is written.
 
     Args:
         path: the file to write (str or path-like), by convention
             ``*.safetensors``; replaced if it exists.
         config: the model's configuration (:func:`~gpunn.persistence.config.
             model_config`).
-        weights: ``{"<layer>.<parameter>": host array}``.
+        weights: ``{"<layer>.<parameter>": host array}``, in layer order.
         state: ``{"<layer>.<entry>": host array}``, the layers' state.
 
     Raises:
-        ValueError: something :func:`read` and ``gpunn.load`` would refuse (a layer
-            class not in :mod:`gpunn.layers`, a loss or an lr given as a plain
-            callable); nothing is written.
+        ValueError: something load would refuse: a layer class not in
+            :mod:`gpunn.layers`, a loss or an lr given as a plain callable, NaN or
+            infinite weights, layer state its layer would refuse (NaN running
+            statistics), a layer far wider than the file's tensors; nothing is
+            written.
         OSError: the write failed; an existing file at ``path`` is intact.
     """
-    _check_rebuildable(config)
+    try:
+        check_loadable(config, weights, state, os.fspath(path))
+    except CheckpointError as exc:  # load's message; for a save, a ValueError
+        raise ValueError(str(exc)) from None
     metadata = {MODEL_KEY: model_json(config, state), FORMAT_KEY: "model"}
     write_file(path, {**weights, **state}, metadata)
 
@@ -70,24 +76,54 @@ def model_json(config: dict, state: dict) -> str:
     return json.dumps({"config": config, "state": sorted(state)}, allow_nan=False)
 
 
-def rebuildable_config(model) -> dict | None:
-    """``model_config(model)`` when :func:`load` can rebuild it, else None (training
-    checkpoints of such models are resumable but not loadable on their own)."""
+def loadable_json(config: dict, weights: dict, state: dict) -> str | None:
+    """:func:`model_json` when ``gpunn.load`` could rebuild a model from these
+    (what a training checkpoint stores beside its state), else None."""
     try:
-        config = model_config(model, True)
-        _check_rebuildable(config)
+        check_loadable(config, weights, state, "")
     except ValueError:
         return None
-    return config
+    return model_json(config, state)
 
 
-def _check_rebuildable(config: dict) -> None:
-    """Rebuilds the layers, loss, optimizer and metrics, unbuilt, so a file that
-    :func:`load` would refuse is never written."""
+def check_loadable(config: dict, weights: dict, state: dict, path: str) -> None:
+    """Runs on what is about to be written the checks load runs on a file:
+    ValueError when the configuration cannot be rebuilt, CheckpointError with
+    load's message for a width, a weight or a layer state it would refuse."""
+    layers = _rebuilt_layers(config)
+    _check_widths(config, {**weights, **state}, path)
+    check_finite(weights, path)
+    set_layer_states(layers, state, sorted(state), path)
+
+
+def _rebuilt_layers(config: dict) -> list:
+    """Rebuilds the layers, loss, optimizer and metrics, unbuilt: ValueError when
+    load could not."""
     try:
-        model_arguments({**config, "input_dim": None})
+        return model_arguments({**config, "input_dim": None})["layers"]
     except CONFIG_ERRORS as exc:
         raise ValueError(f"this model cannot be saved: {exc}") from exc
+
+
+def set_layer_states(layers, tensors: dict, state: list, path: str) -> None:
+    """Gives each layer its ``<name>.<entry>`` tensors of the ``state`` names;
+    CheckpointError naming the path and the layer when one refuses them."""
+    for layer in layers:
+        prefix = layer.name + "."
+        part = {k[len(prefix) :]: tensors[k] for k in state if k.startswith(prefix)}
+        try:
+            layer.set_state(part)
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path}: state of layer {layer.name}: {exc}"
+            ) from exc
+
+
+def check_finite(weights: dict, path: str) -> None:
+    """CheckpointError naming the first weight array with a NaN or infinity."""
+    for key, array in weights.items():
+        if not np.isfinite(array).all():
+            raise CheckpointError(f"{path}: weights {key} contain NaN or infinity")
 
 
 def read(path, compile: bool = True) -> tuple[dict, dict, list]:
@@ -194,6 +230,4 @@ def check_tensors(slots, dtype, tensors: dict, state: list, layers, path) -> Non
             f"{path}: the tensors do not fit the saved architecture: missing "
             f"{missing}, unexpected {unexpected}, mismatched {mismatched}"
         )
-    for key in expected:
-        if not np.isfinite(tensors[key]).all():
-            raise CheckpointError(f"{path}: weights {key} contain NaN or infinity")
+    check_finite({key: tensors[key] for key in expected}, path)
