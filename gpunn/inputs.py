@@ -1,9 +1,12 @@
 """Checks and moves user data to a backend, once per dataset, at the API boundary.
 
 Dtype rule: features of any real dtype (bool, ints, float16/32/64) are cast to the
-model's dtype; object, string and complex arrays raise TypeError. NumPy arrays given to a
-GPU model are copied to the device once; a GPU array given to a CPU model raises
-TypeError saying how to fix it. The caller's arrays are never modified.
+model's dtype; object, string and complex arrays raise TypeError. Every value is
+checked *after* that cast: a feature, regression target, sample weight or loss
+weight that is finite in float64 but overflows float32 is refused before any step.
+NumPy arrays given to a GPU model are copied to the device once; a GPU array given to
+a CPU model raises TypeError saying how to fix it. The caller's arrays are never
+modified.
 """
 
 from __future__ import annotations
@@ -87,14 +90,56 @@ def targets(backend, y, loss, n_outputs: int, n_samples: int, dtype, name: str =
             f"(shape {y.shape})"
         )
     try:
-        prepared = loss.prepare_targets(y, n_outputs, dtype)
+        with np.errstate(over="ignore"):  # an overflowing cast is reported below
+            prepared = loss.prepare_targets(y, n_outputs, dtype)
     except (InvalidInputError, TypeError) as error:
         message = str(error)
         if name == "y" or not message.startswith("y "):
             raise
         # the losses name their targets ``y``; name the argument the caller passed
         raise type(error)(f"{name} {message[2:]}") from None
-    return backend.asarray(prepared)
+    out = backend.asarray(prepared)
+    if out.dtype.kind == "f":  # values or probabilities, in the model's dtype
+        check_finite(backend, out, name)
+    return out
+
+
+def loss_options(backend, loss, dtype) -> None:
+    """Raises InvalidInputError when a weight or scalar option of ``loss``
+    (``class_weight``, ``pos_weight``, a Huber ``delta``...), finite as given, is
+    not finite in the model's ``dtype``."""
+    with np.errstate(over="ignore"):
+        options = loss.op_options(backend, dtype)
+    for key, value in options.items():
+        if isinstance(value, (bool, int, np.integer)) or value is None:
+            continue
+        if isinstance(value, (float, np.floating)):
+            finite = bool(np.isfinite(np.asarray(value, dtype)))
+        elif getattr(value, "dtype", None) is not None and value.dtype.kind == "f":
+            finite = backend.all_finite(value)
+        else:
+            continue
+        if not finite:
+            got = _first_overflow(getattr(loss, key, None), dtype)
+            raise InvalidInputError(
+                f"{key} of the loss ({type(loss).__name__}) holds a value too large "
+                f"for the model's dtype {np.dtype(dtype).name} (largest "
+                f"{np.finfo(dtype).max:.4g}){got}"
+            )
+
+
+def _first_overflow(given, dtype) -> str:
+    """``": got V at index I"`` for the first value of ``given`` (host numbers) that
+    the cast to ``dtype`` makes infinite, or ``""`` when ``given`` is unknown."""
+    if given is None:
+        return ""
+    host = np.asarray(given, np.float64).ravel()
+    with np.errstate(over="ignore"):
+        bad = np.flatnonzero(~np.isfinite(host.astype(dtype)))
+    if not bad.size:
+        return ""
+    i = int(bad[0])
+    return f": got {host[i].item()!r}" + (f" at index {i}" if host.size > 1 else "")
 
 
 def sample_weights(backend, w, n_samples: int, dtype, name: str = "sample_weight"):
@@ -111,10 +156,15 @@ def sample_weights(backend, w, n_samples: int, dtype, name: str = "sample_weight
             f"{name} must have shape ({n_samples},), one weight per sample, "
             f"got shape {w.shape}"
         )
-    w = w.astype(np.float64)
-    if not np.isfinite(w).all() or (w < 0).any():
-        i = int(np.flatnonzero(~np.isfinite(w) | (w < 0))[0])
+    with np.errstate(over="ignore"):  # checked in the model's dtype, after the cast
+        cast = w.astype(dtype)
+    bad = ~np.isfinite(cast) | (cast < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        too_large = np.isfinite(w[i]) and w[i] >= 0
+        why = f" (too large for {np.dtype(dtype).name})" if too_large else ""
         raise InvalidInputError(
-            f"{name} must be finite and >= 0, got {float(w[i])} at index {i}"
+            f"{name} must be finite and >= 0 in the model's dtype, got "
+            f"{w[i].item()!r}{why} at index {i}"
         )
-    return backend.asarray(w, dtype=dtype)
+    return backend.asarray(cast)

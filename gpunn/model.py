@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn import faults, inputs, losses, optim, training
+from gpunn import faults, guards, inputs, losses, optim, training
 from gpunn import metrics as metrics_lib
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
@@ -82,6 +82,7 @@ class Sequential:
         self.input_dim: int | None = None
         self.loss = self.optimizer = None
         self.metrics: list = []
+        self._steps_applied = 0  # optimizer steps this model applied (guards)
         if input_dim is not None:
             self.build(input_dim)
 
@@ -91,6 +92,7 @@ class Sequential:
             raise TypeError(f"layers must be gpunn Layers, got {type(layer).__name__}")
         if self.built:
             raise RuntimeError("cannot add a layer to a model that is already built")
+        guards.check_free(self, [*self.layers, layer])
         self.layers.append(layer)
 
     @property
@@ -99,7 +101,8 @@ class Sequential:
 
     def build(self, input_dim: int) -> None:
         """Lays out every layer's parameters in one arena and draws their initial
-        values from the model's generator, in layer order."""
+        values from the model's generator, in layer order. A build that fails
+        leaves the model, its layers and its generator as they were."""
         input_dim = check_int("input_dim", input_dim, 1)
         if self.built:
             raise RuntimeError(
@@ -107,6 +110,14 @@ class Sequential:
             )
         if not self.layers:
             raise ValueError("a Sequential model needs at least one layer")
+        guards.check_free(self, self.layers)
+        if self.optimizer is not None and self.optimizer.arena is not None:
+            raise ValueError(_taken(self.optimizer))
+        with guards.undo_on_error(self):
+            self._build(input_dim)
+        guards.claim(self)
+
+    def _build(self, input_dim: int) -> None:
         self._name_layers()
         specs, width = [], input_dim
         for layer in self.layers:
@@ -166,35 +177,51 @@ class Sequential:
         metrics = (metrics,) if isinstance(metrics, str) else metrics
         found = [metrics_lib.get(m, loss) for m in metrics]
         optimizer = optim.get(optimizer)
+        if optimizer.arena is not None and optimizer.arena is not self.arena:
+            raise ValueError(_taken(optimizer))
         if self.built:
-            optimizer.bind(self.arena)  # may refuse: then nothing has changed
+            optimizer.bind(self.arena)
         self.loss, self.metrics, self.optimizer = loss, found, optimizer
 
     # ----------------------------------------------------------------- data
-    def _inputs(self, X, name: str = "X"):
+    def _inputs(self, X, name: str = "X", build: bool = True):
         self.backend.set_tf32(self.tf32)  # CuPy's setting is per process
         width = self.input_dim
         X = inputs.features(self.backend, X, self.dtype, width, name)
-        if not self.built:
+        if build and not self.built:
             self.build(X.shape[1])
         return X
 
     def _dataset(self, X, y, sample_weight=None, names=("X", "y", "sample_weight")):
         """Validates a dataset once and moves it to the device: ``(X, y, w)`` with
-        ``w`` None when there are no sample weights."""
+        ``w`` None when there are no sample weights. An unbuilt model is built from
+        ``X``'s width once all of it passed."""
         self._require_compiled()
-        X = self._inputs(X, names[0])
+        X = self._inputs(X, names[0], build=False)
+        n_out = self.output_dim if self.built else self._output_width(X.shape[1])
         y = inputs.targets(
-            self.backend, y, self.loss, self.output_dim, len(X), self.dtype, names[1]
+            self.backend, y, self.loss, n_out, len(X), self.dtype, names[1]
         )
         w = inputs.sample_weights(
             self.backend, sample_weight, len(X), self.dtype, names[2]
         )
+        inputs.loss_options(self.backend, self.loss, self.dtype)
+        if not self.built:
+            self.build(X.shape[1])
         return X, y, w
+
+    def _output_width(self, n_in: int) -> int:
+        """The width the layers would give inputs of ``n_in`` features."""
+        for layer in self.layers:
+            n_in = layer.output_dim(n_in)
+        return n_in
 
     def _require_compiled(self) -> None:
         if self.loss is None:
             raise NotBuiltError("call model.compile(loss, optimizer) before training")
+        bound = self.optimizer.arena
+        if bound is not None and bound is not self.arena:
+            raise ValueError(_taken(self.optimizer))
 
     # ----------------------------------------------------------------- compute
     def forward(self, x, training: bool = False):
@@ -319,6 +346,7 @@ class Sequential:
                 for layer in self.layers:
                     layer.commit_state()
                     layer.stage_state = False
+                self._steps_applied += 1
         except self.backend.out_of_memory_errors as exc:
             self._discard_layer_state()
             raise faults.out_of_memory(self, exc, batch_size, "training") from exc
@@ -332,6 +360,7 @@ class Sequential:
             layer.discard_state()
             layer.stage_state = False
 
+    @guards.guarded("train_step", exclusive_call=True)
     def train_step(self, x, y, sample_weight=None) -> float:
         """One optimizer update on one batch; returns that batch's loss (with any
         regularization penalties) before the update. A NaN or infinite loss or
@@ -342,6 +371,7 @@ class Sequential:
         loss, _ = self._train_batch(x, y, w, faults.StepCheck(self))
         return float(loss)
 
+    @guards.guarded("fit", exclusive_call=True)
     def fit(
         self,
         X,
@@ -407,6 +437,7 @@ class Sequential:
             resume_from=resume_from,
         )
 
+    @guards.guarded("lr_find", exclusive_call=True)
     def lr_find(
         self,
         X,
@@ -454,12 +485,14 @@ class Sequential:
             sample_weight,
         )
 
+    @guards.guarded("evaluate")
     def evaluate(self, X, y, batch_size: int = 1024, sample_weight=None) -> dict:
         """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` in eval mode; the
         loss includes regularization penalties and ``sample_weight``."""
         X, y, w = self._dataset(X, y, sample_weight)
         return training.evaluate(self, X, y, w, batch_size)
 
+    @guards.guarded("predict")
     def predict(self, X, batch_size: int = 1024) -> np.ndarray:
         """Returns the raw network outputs for ``X`` as a NumPy array ``(n, outputs)``."""
         training.check_batch_size(batch_size)
@@ -536,16 +569,17 @@ class Sequential:
                     done.set_state(_part(previous, done))
                 raise type(exc)(f"state of layer {layer.name}: {exc}") from exc
 
+    @guards.guarded("adapt", exclusive_call=True)
     def adapt(self, X) -> None:
         """Fits every adaptable preprocessing layer (``Standardize``, ``Whiten``) from
         ``X``, in order: each sees ``X`` as the layers before it transform it (eval
         mode). Builds the model from ``X``'s width if needed."""
-        X = self._inputs(X)
         adaptable = [layer for layer in self.layers if layer.adaptable]
         if not adaptable:
             raise ValueError(
                 "the model has no adaptable layer (Standardize, Whiten) to adapt"
             )
+        X = self._inputs(X)
         x = X
         for layer in self.layers:
             if layer.adaptable:
@@ -633,6 +667,13 @@ class Sequential:
         """Prints (and returns) a table of layers, output widths, parameter counts and
         forward FLOPs per sample."""
         return training.summary_table(self, print_fn)
+
+
+def _taken(optimizer) -> str:
+    return (
+        f"this {type(optimizer).__name__} already belongs to another model; create "
+        "one optimizer per model (model.compile(loss, NewOptimizer(...)))"
+    )
 
 
 def _part(state: dict, layer) -> dict:

@@ -190,3 +190,50 @@ def test_bad_labels_in_lr_find_and_regression_targets(backend):
         regression.fit(X, targets, verbose=0)
     assert_unchanged(model, before)
     assert regression.optimizer.steps == 0
+
+
+# ------------------------------------------------------------------ after the cast
+def too_large_cases():
+    """(loss, y, sample_weight, the argument the error names): each value finite in
+    float64 and infinite in float32."""
+    _, y = blobs()
+    big = np.ones(N)
+    big[7] = 1e39
+    return {
+        "sample_weight": ("softmax_cross_entropy", y, big, "sample_weight"),
+        "regression y": ("mse", np.c_[big, big, big], None, "Input y"),
+        "class_weight": (
+            gpunn.losses.SoftmaxCrossEntropy(class_weight=[1.0, 1e39, 1.0]),
+            y,
+            None,
+            "class_weight of the loss",
+        ),
+        "pos_weight": (
+            gpunn.losses.get({"name": "binary_cross_entropy", "pos_weight": 1e39}),
+            np.eye(3)[y],
+            None,
+            "pos_weight of the loss",
+        ),
+    }
+
+
+CALLS = {
+    "fit": lambda m, X, y, w: m.fit(X, y, sample_weight=w, verbose=0),
+    "evaluate": lambda m, X, y, w: m.evaluate(X, y, sample_weight=w),
+    "train_step": lambda m, X, y, w: m.train_step(X, y, w),
+}
+
+
+@pytest.mark.parametrize("call", sorted(CALLS))
+@pytest.mark.parametrize("case", sorted(too_large_cases()))
+def test_values_overflowing_the_model_dtype_are_refused_before_any_step(
+    backend, case, call
+):
+    loss, y, w, named = too_large_cases()[case]
+    model = make(backend, loss=loss)
+    before = snapshot(model)
+    X, _ = blobs()
+    with np.errstate(all="raise"), pytest.raises(InvalidInputError, match=named):
+        CALLS[call](model, X, y, w)
+    assert_unchanged(model, before)
+    make(backend, "float64", loss).train_step(X, y, w)  # fine in float64

@@ -72,7 +72,10 @@ def test_refused_step_leaves_batchnorm_and_dropout_state(backend, accumulate, va
     X, y = data()
     hook = ExtremeRowAt(2 * accumulate)  # the group of batches 5 (and 6) with 4/batch
     X = extreme(X, 4 * 2 * accumulate + 1, value)
-    with np.errstate(all="ignore"), pytest.raises(NonFiniteError, match=EXTREMES[value]):
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(NonFiniteError, match=EXTREMES[value]),
+    ):
         model.fit(
             X,
             y,

@@ -127,7 +127,7 @@ class Layer:
     def staged_is_finite(self):
         """Whether the staged state is finite, as a 0-d bool device array (read by
         the step's finite check), or None when nothing numeric is staged."""
-        return None
+        return
 
     def penalty(self):
         """The layer's regularization loss as a 0-d device array, or None."""
