@@ -9,9 +9,10 @@ training state (:mod:`gpunn.persistence.training_state`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from gpunn import distributed, run_state
 from gpunn.callbacks import ModelCheckpoint
-from gpunn.checks import check_int
 from gpunn.errors import CheckpointError
 from gpunn.persistence import training_state
 
@@ -141,29 +142,17 @@ class FitLoop:
 
     def _check_position(self, loop: dict, tensors: dict, path) -> None:
         """CheckpointError, before anything is restored, unless this fit can go on
-        from the saved position: mid-epoch, with the same settings and totals."""
-        try:
-            check_int("loop.epoch", loop["epoch"], 0)
-            if check_int("loop.batch", loop["batch"], 0) == 0:
-                return
-            saved = loop["config"]
-            mismatched = [
-                f"loop.{key}: checkpoint {saved.get(key)}, this fit {value}"
-                for key, value in self.config.items()
-                if saved.get(key) != value
-            ]
-            counts = len(tensors["loop.losses"]), len(loop["sizes"]), loop["batch"]
-            n_stats = sum(1 for key in tensors if key.startswith("loop.stats."))
-            counts += (n_stats, len(self.model.metrics))
-            if counts[0] != counts[2] or counts[1] != counts[2] or n_stats != counts[4]:
-                mismatched.append(
-                    f"loop totals: checkpoint {counts[:2]} batches and {n_stats} "
-                    f"metrics at batch {counts[2]}, model {counts[4]} metrics"
-                )
-            if loop["accumulated"] is not None and "loop.accumulator" not in tensors:
-                mismatched.append("loop.accumulator: missing")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: unreadable loop position: {exc}") from exc
+        from the saved position: mid-epoch, with the same settings, and running
+        totals shaped as this model's (the schema has checked the types)."""
+        if loop["batch"] == 0:
+            return
+        saved = loop["config"]
+        mismatched = [
+            f"loop.{key}: checkpoint {saved[key]}, this fit {value}"
+            for key, value in self.config.items()
+            if saved[key] != value
+        ]
+        mismatched += _loop_tensor_problems(self.model, loop, tensors)
         if mismatched:
             raise CheckpointError(
                 f"checkpoint {path} was taken mid-epoch and resumes only with the "
@@ -179,6 +168,50 @@ class FitLoop:
             accumulator = self.accumulator
             accumulator.buffer[...] = backend.asarray(tensors["loop.accumulator"])
             accumulator.batches, accumulator.total = saved["accumulated"]
+
+
+def _loop_tensor_problems(model, loop: dict, tensors: dict) -> list[str]:
+    """What is wrong with a mid-epoch checkpoint's ``loop.*`` tensors for this
+    model: the losses ``(batch,)``, one stats tensor per metric ``(batch, *row)``
+    with the row this model's metric gives, the accumulated gradient over the
+    arena exactly when the position holds one, nothing else."""
+    batch, metrics = loop["batch"], model.metrics
+    expected = {"loop.losses": (batch,)}
+    rows = _stat_rows(model)
+    for i in range(len(metrics)):
+        found = tensors.get(f"loop.stats.{i}")
+        row = rows[i] if rows else getattr(found, "shape", (0, 0))[1:]
+        expected[f"loop.stats.{i}"] = (batch, *row)
+    if loop["accumulated"] is not None:
+        expected["loop.accumulator"] = (model.arena.size,)
+    problems = [
+        f"{key}: checkpoint {_described(tensors.get(key))}, model {shape}"
+        for key, shape in expected.items()
+        if key not in tensors
+        or tensors[key].shape != shape
+        or tensors[key].dtype.kind not in "fiu"
+    ]
+    problems += [f"{key}: unexpected" for key in sorted(set(tensors) - set(expected))]
+    return problems
+
+
+def _stat_rows(model) -> list | None:
+    """The shape of one batch's statistics for each metric, from a one-row batch
+    of zeros (the metrics are prepared by fit); None when the loss takes no such
+    batch, and then only the batch count is checked."""
+    backend = model.backend
+    try:
+        outputs = backend.xp.zeros((1, model.output_dim), model.dtype)
+        labels = model.loss.prepare_targets(np.zeros(1), model.output_dim, model.dtype)
+        targets = backend.asarray(labels)
+        stats = [m.batch_stats(backend, outputs, targets) for m in model.metrics]
+    except (ValueError, TypeError):
+        return None
+    return [tuple(np.shape(s)) for s in stats]
+
+
+def _described(array) -> str:
+    return "missing" if array is None else f"{array.dtype} {array.shape}"
 
 
 def _check_epochs_left(loop: dict, epochs: int, path) -> None:

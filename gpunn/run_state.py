@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from gpunn import distributed, schedules
 from gpunn.errors import CheckpointError
 from gpunn.persistence import model_io
@@ -128,7 +130,7 @@ class Restore:
             }
         except CheckpointError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(
                 f"{self.path}: unreadable training state: {exc}"
             ) from exc
@@ -184,6 +186,11 @@ def _compare(model, tensors: dict, state: dict) -> tuple[list, list, list]:
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
     mismatched = []
+    norm = tensors.get("optimizer.grad_norm")
+    if norm is not None and (norm.shape != () or norm.dtype.kind != "f"):
+        mismatched.append(
+            f"optimizer.grad_norm: checkpoint {norm.dtype} {norm.shape}, model real ()"
+        )
     for key in sorted(set(expected) & set(saved)):
         want, got = expected[key], (saved[key].dtype.name, saved[key].shape)
         if got[1] != want[1] or want[0] not in (None, got[0]):
@@ -191,6 +198,8 @@ def _compare(model, tensors: dict, state: dict) -> tuple[list, list, list]:
                 f"{key}: checkpoint {got[0]} {got[1]}, model {want[0] or 'real'} "
                 f"{want[1]}"
             )
+        elif want[0] is not None and not np.isfinite(saved[key]).all():
+            mismatched.append(f"{key}: contains NaN or infinity")
     ours, theirs = _identity(model), {key: state[key] for key in _identity(model)}
     for found, optimizer in (
         (ours, _optimizer_identity(model.optimizer)),

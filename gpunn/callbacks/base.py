@@ -224,8 +224,13 @@ def _entries(callback, state, keys) -> dict:
 
 
 def _copy_lists(history) -> dict:
+    """A copy of a saved ``History.history``: names mapped to lists of numbers."""
     if not isinstance(history, dict) or not all(
-        isinstance(v, list) for v in history.values()
+        isinstance(v, list)
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        for v in history.values()
     ):
-        raise ValueError(f"History state 'history' must map names to lists: {history}")
+        raise ValueError(
+            f"History state 'history' must map names to lists of numbers: {history}"
+        )
     return {str(key): list(values) for key, values in history.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from gpunn.callbacks.base import Callback, _entries, _Monitor
 from gpunn.checks import check_int, check_real
 
@@ -254,11 +256,14 @@ class LearningRateScheduler(Callback):
 
 def _checked_snapshot(model, snapshot):
     """A saved ``{"params": flat host array, "state": layer state}`` as
-    ``model._snapshot()`` makes it (params on the device), or None."""
+    ``model._snapshot()`` makes it (params on the device), or None. ValueError
+    unless the parameters are the model's shape and dtype and finite, and the
+    model's layers take the state (tried, then put back)."""
     if snapshot is None:
         return None
     arena = model.arena if model is not None else None
-    params = snapshot.get("params") if isinstance(snapshot, dict) else None
+    valid = isinstance(snapshot, dict) and set(snapshot) == {"params", "state"}
+    params = snapshot.get("params") if valid else None
     expected = None if arena is None else (arena.params.shape, arena.params.dtype)
     got = getattr(params, "shape", None), getattr(params, "dtype", None)
     if expected is None or got != expected or not isinstance(snapshot["state"], dict):
@@ -266,4 +271,9 @@ def _checked_snapshot(model, snapshot):
             f"best_snapshot must hold the model's flat parameters {expected} and "
             f"its layer state, got {got}"
         )
+    if not np.isfinite(params).all():
+        raise ValueError("best_snapshot parameters contain NaN or infinity")
+    current = model.get_state()
+    model.set_state(snapshot["state"])  # all or nothing: ValueError names the entry
+    model.set_state(current)
     return {"params": model.backend.asarray(params), "state": snapshot["state"]}

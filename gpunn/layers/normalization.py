@@ -249,9 +249,10 @@ class BatchNorm(Layer):
         count = found.pop("num_batches_tracked")
         if (found["running_var"] < 0).any():
             raise ValueError("BatchNorm state 'running_var' must be >= 0")
-        if count < 0 or count != int(count):
+        if not 0 <= count < 2**63 or count != int(count):  # saved as int64
             raise ValueError(
-                f"BatchNorm state 'num_batches_tracked' must be an int >= 0, got {count}"
+                "BatchNorm state 'num_batches_tracked' must be an int >= 0 (and "
+                f"below 2**63), got {count}"
             )
         self.num_batches_tracked = int(count)
         self._staged = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 
@@ -26,8 +27,11 @@ DTYPES = {
     "BOOL": "?",
 }
 MAX_NDIM = 64  # NumPy's limit
-MAX_ELEMENTS = 2**63 - 1  # NumPy's intp on 64-bit platforms
+MAX_BYTES = 2**63 - 1  # NumPy's limit on size * itemsize (zero dims not counted)
 EXTRA_BRACKETS = 100_000  # JSON objects/arrays allowed beyond 3 per tensor
+MAX_DEPTH = 64  # nesting of JSON objects/arrays, in the header and in metadata JSON
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 _KEYS = {"dtype", "shape", "data_offsets"}
 
 
@@ -58,6 +62,12 @@ def parse(raw: bytes, path: str, max_tensors: int) -> dict:
             f"{path}: the header must be a JSON object, got {_short(text[:20])}"
         )
     _precount(text, path, max_tensors)
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise UnsafeFileError(
+            f"{path}: the header JSON nests {depth} levels deep, over the limit of "
+            f"{MAX_DEPTH}"
+        )
     try:
         header = json.loads(
             text, object_pairs_hook=_unique, parse_constant=_no_constant
@@ -74,13 +84,28 @@ def parse(raw: bytes, path: str, max_tensors: int) -> dict:
     return header
 
 
-def strict_loads(text: str):
-    """``json.loads`` refusing duplicate keys and ``NaN``/``Infinity``: ValueError
-    naming the problem (for JSON stored inside the metadata)."""
+def strict_loads(text: str, constants: bool = False):
+    """``json.loads`` for JSON stored inside the metadata, refusing duplicate keys,
+    nesting deeper than :data:`MAX_DEPTH` and (unless ``constants``)
+    ``NaN``/``Infinity``: ValueError naming the problem."""
+    depth = json_depth(text)
+    if depth > MAX_DEPTH:
+        raise ValueError(f"JSON nested {depth} levels deep, over the limit {MAX_DEPTH}")
+    hook = None if constants else _no_constant
     try:
-        return json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=_unique, parse_constant=hook)
     except (_Refused, RecursionError) as exc:
         raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of objects and arrays in JSON ``text`` (brackets inside
+    strings not counted), read without parsing: bounds the parser's recursion."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        depth += 1 if match[0] in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _precount(text: str, path: str, max_tensors: int) -> None:
@@ -175,9 +200,13 @@ def _entry(name: str, info, path: str) -> tuple:
             f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, "
             f"got {_short(offsets)}"
         )
-    if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
-        raise UnsafeFileError(f"{where}: shape {_short(shape)} overflows (> 2**63-1)")
-    nbytes = math.prod(shape) * np.dtype(DTYPES[code]).itemsize
+    itemsize = np.dtype(DTYPES[code]).itemsize
+    if math.prod(max(d, 1) for d in shape) * itemsize > MAX_BYTES:
+        raise UnsafeFileError(
+            f"{where}: shape {_short(shape)} overflows (its dimensions, zeros not "
+            "counted, multiply to more than 2**63-1 bytes)"
+        )
+    nbytes = math.prod(shape) * itemsize
     if nbytes != offsets[1] - offsets[0]:
         raise UnsafeFileError(
             f"{where}: shape {_short(shape)} of {code} is {nbytes} bytes, but its "

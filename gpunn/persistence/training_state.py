@@ -32,13 +32,13 @@ import os
 import numpy as np
 
 from gpunn.errors import CheckpointError
-from gpunn.persistence import safetensors
+from gpunn.persistence import _header, safetensors, state_schema
 
 STATE_KEY = "gpunn.training_state"
 FORMAT_KEY = "gpunn.format"  # "training" here, "model" in model.save files
 MODEL_KEY = "gpunn.model"  # the model's config, when gpunn.load can rebuild it
 RUN_KEY = "gpunn.run"  # the id of the checkpoint callback's run that wrote the file
-VERSION = 1
+VERSION = 2  # 2: callbacks keyed by state_key, a strict schema, no stop_training
 TENSOR = "__tensor__"  # a JSON placeholder for an array saved as a tensor
 
 
@@ -78,8 +78,10 @@ def written_by(path, run: str) -> bool:
 
 def read(path) -> tuple[dict, dict]:
     """``(tensors, state)`` of a training checkpoint: the file checked by the file
-    layer, the state parsed from its JSON. CheckpointError naming ``path`` when the
-    file is not a training checkpoint or its state is unreadable."""
+    layer, the state parsed from its JSON strictly (no duplicate keys, bounded
+    nesting; ``Infinity`` allowed, a monitor's best starts there) and validated
+    field by field (:mod:`gpunn.persistence.state_schema`). CheckpointError naming
+    ``path`` when the file is not a training checkpoint or its state does not fit."""
     path = os.fspath(path)
     tensors, metadata = safetensors.read_file(path)
     if STATE_KEY not in metadata:
@@ -88,15 +90,17 @@ def read(path) -> tuple[dict, dict]:
             "model file from model.save? load it with gpunn.load)"
         )
     try:
-        state = json.loads(metadata[STATE_KEY])
+        state = _header.strict_loads(metadata[STATE_KEY], constants=True)
     except ValueError as exc:
         raise CheckpointError(f"{path}: unreadable training state: {exc}") from None
-    if not isinstance(state, dict) or state.get("version") != VERSION:
-        got = state.get("version") if isinstance(state, dict) else state
+    version = state.get("version") if isinstance(state, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version < VERSION:
         raise CheckpointError(
-            f"{path}: training state version must be {VERSION}, got {got!r}"
+            f"{path}: written by an older gpunn (training state version {version}); "
+            f"this one resumes version {VERSION}. gpunn.load(path) still reads its "
+            "model and weights"
         )
-    return tensors, state
+    return tensors, state_schema.checked(state, VERSION, path)
 
 
 def split(value, name: str, tensors: dict):
