@@ -130,7 +130,7 @@ def model_config(model, include_optimizer: bool = True) -> dict:
     dict (see the module doc):
     dtype, input width (None before the model is built), seed, layer configs and,
     when compiled, the loss, optimizer and metric configs. Weights and state are not
-    included: :func:`gpunn.persistence.save` writes them as tensors."""
+    included: ``model.save`` writes them as tensors."""
     return {
         "version": VERSION,
         "dtype": model.dtype.name,

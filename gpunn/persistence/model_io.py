@@ -164,7 +164,7 @@ def _check_widths(config: dict, tensors: dict, path: str) -> None:
     ``units``): a Dense kernel ``n_in * units`` must fit in the file's elements, and
     any other width in them plus 2**20."""
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        return  # model_from_config reports it
+        return  # Sequential.from_config reports it
     width, budget = config.get("input_dim"), sum(t.size for t in tensors.values())
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         return
