@@ -2,9 +2,10 @@
 // beta, PReLU, and the activations fused with Dense's bias add and bias gradient.
 //
 // Launch contract (common.cuh): 1-D grid of 1-D blocks, block a multiple of 32.
-// A is the accumulate type (float for __half); p is the activation's option
-// (LeakyReLU's negative_slope, ELU's alpha; unused otherwise); every array is
-// contiguous. The formulas, their order and the values at kinks are those of the
+// A is the accumulate type (float for __half and __nv_bfloat16); p is the activation's
+// option (LeakyReLU's negative_slope, ELU's alpha; unused otherwise); every array is
+// contiguous. Parameters (Swish's beta, PReLU's slopes) and their gradients are A:
+// with 16-bit data (mixed precision) they live in the float32 arena. The formulas, their order and the values at kinks are those of the
 // reference ops in gpunn/backends/ops_layers.py and ops_fused.py.
 //
 // Elementwise (any grid, grid-stride over n elements, n may be 0):
@@ -133,7 +134,7 @@ __global__ void act_backward(const T* __restrict__ dy, const T* __restrict__ sav
 
 template <typename T>
 __global__ void swish_forward(const T* __restrict__ x, T* __restrict__ y, long long n,
-                              const T* __restrict__ beta) {
+                              const acc_t<T>* __restrict__ beta) {
   const acc_t<T> b = gpunn::load(beta[0]);
   GPUNN_GRID_STRIDE(i, n) {
     const acc_t<T> v = gpunn::load(x[i]);
@@ -145,7 +146,7 @@ __global__ void swish_forward(const T* __restrict__ x, T* __restrict__ y, long l
 template <typename T>
 __global__ void swish_backward(const T* __restrict__ dy, const T* __restrict__ x,
                                T* __restrict__ dx, long long n,
-                               const T* __restrict__ beta, acc_t<T>* partials,
+                               const acc_t<T>* __restrict__ beta, acc_t<T>* partials,
                                int want_dbeta) {
   using A = acc_t<T>;
   __shared__ A scratch[GPUNN_MAX_WARPS];
@@ -164,7 +165,7 @@ __global__ void swish_backward(const T* __restrict__ dy, const T* __restrict__ x
 }
 
 template <typename T>
-__global__ void prelu_forward(const T* __restrict__ x, const T* __restrict__ w,
+__global__ void prelu_forward(const T* __restrict__ x, const acc_t<T>* __restrict__ w,
                               T* __restrict__ y, long long n, long long cols,
                               int per_unit) {
   GPUNN_GRID_STRIDE(i, n) {
@@ -176,7 +177,7 @@ __global__ void prelu_forward(const T* __restrict__ x, const T* __restrict__ w,
 
 template <typename T>
 __global__ void prelu_backward(const T* __restrict__ dy, const T* __restrict__ x,
-                               const T* __restrict__ w, T* __restrict__ dx,
+                               const acc_t<T>* __restrict__ w, T* __restrict__ dx,
                                acc_t<T>* partials, long long rows, long long cols,
                                long long chunks, int per_unit, int need_dx) {
   using A = acc_t<T>;
@@ -365,3 +366,43 @@ GPUNN_EXPORT_HALF(prelu_forward<__half>)
 GPUNN_EXPORT_HALF(prelu_backward<__half>)
 GPUNN_EXPORT_HALF(column_sums<__half>)
 GPUNN_EXPORT_HALF(sum_partials<__half>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 0>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 1>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 2>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 3>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 4>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 5>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 6>)
+GPUNN_EXPORT_HALF(act_forward<__nv_bfloat16, 7>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 0>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 1>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 2>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 3>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 4>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 5>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 6>)
+GPUNN_EXPORT_HALF(act_backward<__nv_bfloat16, 7>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 0>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 1>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 2>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 3>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 4>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 5>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 6>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 7>)
+GPUNN_EXPORT_HALF(dense_act_forward<__nv_bfloat16, 8>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 0>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 1>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 2>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 3>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 4>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 5>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 6>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 7>)
+GPUNN_EXPORT_HALF(dense_act_backward<__nv_bfloat16, 8>)
+GPUNN_EXPORT_HALF(swish_forward<__nv_bfloat16>)
+GPUNN_EXPORT_HALF(swish_backward<__nv_bfloat16>)
+GPUNN_EXPORT_HALF(prelu_forward<__nv_bfloat16>)
+GPUNN_EXPORT_HALF(prelu_backward<__nv_bfloat16>)
+GPUNN_EXPORT_HALF(column_sums<__nv_bfloat16>)
+GPUNN_EXPORT_HALF(sum_partials<__nv_bfloat16>)

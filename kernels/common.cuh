@@ -10,12 +10,14 @@
 // warp or one block, looping over rows the same way.
 //
 // Exports: every kernel a launcher may call is listed once at the end of its file with
-// GPUNN_EXPORT(name<types>) (GPUNN_EXPORT_HALF for __half instantiations). The Python
+// GPUNN_EXPORT(name<types>) (GPUNN_EXPORT_HALF for the 16-bit instantiations, __half
+// and __nv_bfloat16, built in a second module with GPUNN_HALF defined). The Python
 // loader reads those lines for CuPy's name_expressions; nvcc and the emulator
 // instantiate the listed templates from them.
 #pragma once
 
 #if defined(GPUNN_HALF) && !defined(GPUNN_EMULATE)
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #endif
 
@@ -49,10 +51,12 @@
 
 namespace gpunn {
 
-// The type arithmetic is done in: float for half, the type itself otherwise.
+// The type arithmetic is done in: float for the 16-bit types, the type itself
+// otherwise.
 template <typename T> struct acc { using type = T; };
 #if defined(GPUNN_HALF)
 template <> struct acc<__half> { using type = float; };
+template <> struct acc<__nv_bfloat16> { using type = float; };
 #endif
 
 template <typename T> __device__ __forceinline__ typename acc<T>::type load(const T& x) {

@@ -1,7 +1,8 @@
 """Kernel sources compile the way they are used: every export line names a kernel,
-nothing but ``common.cuh`` (and ``cuda_fp16.h`` for the half module) is included, and,
-where an NVRTC library can be found, every file compiles with NVRTC exactly as CuPy
-will compile it at run time (the loader's inlined text and name expressions).
+nothing but ``common.cuh`` (and ``cuda_fp16.h`` / ``cuda_bf16.h`` for the half module)
+is included, and, where an NVRTC library can be found, every file compiles with NVRTC
+exactly as CuPy will compile it at run time (the loader's inlined text and name
+expressions).
 
 NVRTC is looked for in env ``GPUNN_NVRTC`` (a path to ``libnvrtc.so``), the
 ``nvidia-cuda-nvrtc`` wheel (in the test extra on Linux x86-64) and the library path;
@@ -28,7 +29,8 @@ def test_kernel_files_include_only_their_own_headers(filename):
     root = Path(kernels.__file__).resolve().parents[2] / "kernels"
     for path in [root / filename, *root.glob("*.cuh")]:
         for name in INCLUDE.findall(path.read_text()):
-            assert name in {"common.cuh", "cuda_fp16.h"}, f"{path.name}: {name}"
+            allowed = {"common.cuh", "cuda_fp16.h", "cuda_bf16.h"}
+            assert name in allowed, f"{path.name}: {name}"
 
 
 @pytest.mark.parametrize("filename", FILES)

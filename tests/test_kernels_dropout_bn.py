@@ -22,6 +22,7 @@ from gpunn.backends.kernels import BLOCK
 from gpunn.backends.philox import CounterRNG, DropoutMask, dropout_threshold
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.layers import BatchNorm, Dense, Dropout
+from gpunn.precision import bfloat16
 
 M0, M1 = 0xD2E7470EE14C6C93, 0xCA5A826395121157
 W0, W1 = 0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B
@@ -120,10 +121,13 @@ def _sizes(backend):
     ]
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 def test_dropout_mask_is_the_philox_stream_bit_for_bit(
     kernel_backend, reference, dtype
 ):
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+        dtype = bfloat16()
     for shape in _sizes(kernel_backend):
         x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
         dy = np.random.default_rng(1).standard_normal(shape).astype(dtype)
@@ -287,8 +291,9 @@ def _backward(backend, dy, x_hat, inv_std, gamma, grads, need_dx):
     dev = [
         None if a is None else backend.asarray(a) for a in (dy, x_hat, inv_std, gamma)
     ]
+    dtype = np.float32 if dy.dtype.itemsize == 2 else dy.dtype  # the float32 arena
     dgamma, dbeta = (
-        None if not g else backend.zeros(dy.shape[1], dy.dtype) for g in grads
+        None if not g else backend.zeros(dy.shape[1], dtype) for g in grads
     )
     dx = backend.backprop_batch_norm_(*dev, dgamma, dbeta, need_dx)
     return [None if a is None else host(backend, a) for a in (dx, dgamma, dbeta)]
@@ -334,39 +339,68 @@ def test_batch_norm_kernels_give_the_same_bits_every_run(kernel_backend):
 
 
 def test_batch_norm_falls_back_and_raises_like_the_reference(kernel_backend, reference):
-    x, gamma, beta, rm, rv = _bn_inputs((6, 4), "float16")
-    y = _train(kernel_backend, x, gamma, beta, rm, rv, True)[0]  # no half kernel
-    np.testing.assert_array_equal(y, _train(reference, x, gamma, beta, rm, rv, True)[0])
+    x, gamma, beta, rm, rv = _bn_inputs((6, 4), "float16")  # 16-bit statistics
+    for backend in (kernel_backend, reference):
+        with pytest.raises(ValueError, match="running_mean must have dtype float32"):
+            _train(backend, x, gamma, beta, rm, rv, True)
     x, gamma, beta, rm, rv = _bn_inputs((6, 4), "float32")
     for backend in (kernel_backend, reference):
         with pytest.raises(ValueError):
             _train(backend, x, gamma[:3], beta[:3], rm, rv, True)
 
 
-def test_a_kernel_run_with_dropout_and_batch_norm_resumes_bitwise(
-    kernel_backend, tmp_path
+def _half(name):
+    return np.dtype(np.float16) if name == "float16" else bfloat16()
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_batch_norm_16_bit_data_with_float32_statistics(
+    kernel_backend, reference, half, affine
 ):
-    rng = np.random.default_rng(0)
-    X, y = rng.standard_normal((40, 6)), np.arange(40) % 3
+    """Mixed precision: 16-bit x, y, dy and dx; float32 statistics, parameters,
+    x_hat and gradients. The statistics match the reference to float32's reduction
+    tolerance, the 16-bit outputs to one rounding."""
+    pytest.importorskip("ml_dtypes")
+    half = _half(half)
+    tol = (8e-3, 8e-3) if half.name == "bfloat16" else (1e-3, 1e-3)
+    for shape in _bn_shapes(kernel_backend)[:3]:
+        x, gamma, beta, rm, rv = _bn_inputs(shape, "float32", offset=3.0)
+        x = x.astype(half)
+        ours = _train(kernel_backend, x, gamma, beta, rm, rv, affine)
+        truth = _train(reference, x, gamma, beta, rm, rv, affine)
+        assert ours[0].dtype == half and ours[1].dtype == np.float32
+        np.testing.assert_allclose(
+            ours[0].astype(np.float64), truth[0].astype(np.float64), *tol
+        )
+        for a, b in zip(ours[1:], truth[1:]):
+            assert a.dtype == np.float32
+            assert_close(a, b, np.float32, REDUCTION_TOL)
+        dy = np.random.default_rng(5).standard_normal(shape).astype(half)
+        g = gamma if affine else None
+        grads = (affine, True)
+        back = [
+            _backward(b, dy, ours[1], ours[2], g, grads, True)
+            for b in (kernel_backend, reference)
+        ]
+        assert back[0][0].dtype == half
+        np.testing.assert_allclose(
+            back[0][0].astype(np.float64), back[1][0].astype(np.float64), *tol
+        )
+        for a, b in zip(back[0][1:], back[1][1:]):
+            if a is not None:
+                assert a.dtype == np.float32
+                assert_close(a, b, np.float32, REDUCTION_TOL)
+        args = [None if not affine else gamma, None if not affine else beta, rm, rv]
+        y = [
+            host(b, b.batch_norm_eval(b.asarray(x), *_device(b, args), 1e-5))
+            for b in (kernel_backend, reference)
+        ]
+        assert y[0].dtype == half
+        np.testing.assert_allclose(
+            y[0].astype(np.float64), y[1].astype(np.float64), *tol
+        )
 
-    def model(seed):
-        layers = [Dense(16, activation="tanh"), BatchNorm(), Dropout(0.3), Dense(3)]
-        found = gpunn.Sequential(layers, 6, backend=kernel_backend, seed=seed)
-        found.compile("softmax_cross_entropy", gpunn.optim.Adam(0.01))
-        return found
 
-    def fit(found, **kwargs):
-        return found.fit(X, y, epochs=3, batch_size=8, verbose=0, **kwargs)
-
-    first = model(0)
-    history = fit(
-        first, callbacks=[ModelCheckpoint(tmp_path / "c{step}.st", save_freq=7)]
-    )
-    second = model(1)
-    resumed = fit(second, resume_from=tmp_path / "c7.st")
-    assert resumed.history == history.history
-    for a, b in zip(first.get_weights(), second.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert first.get_state().keys() == second.get_state().keys()
-    for key, value in first.get_state().items():
-        np.testing.assert_array_equal(value, second.get_state()[key])
+def _device(backend, arrays):
+    return [None if a is None else backend.asarray(a) for a in arrays]

@@ -17,6 +17,7 @@ import pytest
 from conftest import REDUCTION_TOL, assert_close
 
 from gpunn.backends.gpu_losses import BLOCK, WARP_MAX_CLASSES
+from gpunn.precision import bfloat16
 
 CE = "softmax_cross_entropy"
 BCE = "binary_cross_entropy"
@@ -156,18 +157,23 @@ def test_cross_entropy_large_and_block_rows(
         check(kernel_backend, reference, CE, z, y, kwargs)
 
 
-def test_float16_computes_in_float(kernel_backend, reference):
-    """Every half instantiation: int32 and int64 labels (with the device statistics
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_16_bit_types_compute_in_float(kernel_backend, reference, half):
+    """Every 16-bit instantiation: int32 and int64 labels (with the device statistics
     of class weights and ignore_index), probability rows, both row paths, BCE."""
-    rng, f16 = np.random.default_rng(4), np.float16
+    if half == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    f16 = np.dtype(np.float16) if half == "float16" else bfloat16()
+    rng = np.random.default_rng(4)
+    tol = FP16_TOL if half == "float16" else {f16: (8e-3, 3e-2)}
     for shape in [(9, 7), (3, WARP_MAX_CLASSES + 5)]:
         for labels in (np.int32, np.int64):
             z, y, kwargs = ce_inputs(rng, shape, f16, CE_ALL, -100)
-            check(kernel_backend, reference, CE, z, y.astype(labels), kwargs, FP16_TOL)
+            check(kernel_backend, reference, CE, z, y.astype(labels), kwargs, tol)
         z, y, kwargs = ce_inputs(rng, shape, f16, CE_ALL, rows=True)
-        check(kernel_backend, reference, CE, z, y, kwargs, FP16_TOL)
+        check(kernel_backend, reference, CE, z, y, kwargs, tol)
         z, t, kwargs = bce_inputs(rng, shape, f16, BCE_OPTIONS[-3])
-        check(kernel_backend, reference, BCE, z, t, kwargs, FP16_TOL)
+        check(kernel_backend, reference, BCE, z, t, kwargs, tol)
 
 
 @pytest.mark.parametrize("scale", [100.0, 1e4])

@@ -1,6 +1,8 @@
 """Kernel-backed ops: activation forward and derivative kernels, Swish with a
 device beta, PReLU, and Dense fused with its activation (``kernels/activations.cu``),
-float16/32/64.
+float16, bfloat16, float32 and float64. With 16-bit data (mixed precision) the
+parameters and gradients are float32 (the arena): Swish's beta, PReLU's slopes and
+their gradients, Dense's weight and bias gradients.
 
 Mixed into :class:`~gpunn.backends.kernel_backend.KernelBackend`; needs ``self.xp``
 and ``self.kernels`` (a :class:`~gpunn.backends.kernels.KernelLibrary`). An input the
@@ -19,7 +21,7 @@ import numbers
 import numpy as np
 
 from gpunn.backends import special
-from gpunn.backends.kernels import BLOCK, ctype, scalar
+from gpunn.backends.kernels import BLOCK, ctype, is_half, scalar, stats_dtype
 from gpunn.backends.ops_fused import check_dense, check_dense_grads, fused_op
 
 FILE = "activations.cu"
@@ -35,23 +37,27 @@ _ACT = {
     "gelu_tanh": 7,
     "identity": 8,
 }
-_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # the option each fused op's kernel takes, with the reference default
 _OPTION = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
 ROWS_PER_CHUNK = 64  # rows a block's column pass takes at least, before splitting
 
 
+def _kernel_dtype(dtype) -> bool:
+    return dtype in _FLOATS or is_half(dtype)
+
+
 def _fits(*arrays) -> bool:
     """Whether the kernels take these arrays: one float dtype, one shape, contiguous."""
     first = arrays[0]
-    return first.dtype in _DTYPES and all(
+    return _kernel_dtype(first.dtype) and all(
         a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous
         for a in arrays
     )
 
 
 def _acc(dtype):
-    """The dtype of the kernels' partial sums: float32 for float16."""
+    """The dtype of the kernels' partial sums: float32 for the 16-bit types."""
     return np.float64 if dtype == np.float64 else np.float32
 
 
@@ -70,14 +76,15 @@ def _kernel_act(op: str, options: dict):
 
 
 def _prelu_fits(x, weight) -> bool:
-    """A ``(batch, n)`` input with one slope or ``n`` of its dtype."""
+    """A ``(batch, n)`` input with one slope or ``n``, of x's dtype (float32 for
+    16-bit x)."""
     return (
         x.ndim == 2
         and x.shape[1] > 0
         and weight.ndim == 1
         and weight.size in (1, x.shape[1])
         and _fits(x)
-        and weight.dtype == x.dtype
+        and weight.dtype == stats_dtype(x.dtype)
         and weight.flags.c_contiguous
     )
 
@@ -192,13 +199,14 @@ class GpuLayerOps:
 
     # ---------------------------------------------------------------- swish, prelu
     def _beta(self, x, beta):
-        """``beta`` as a ``(1,)`` device array of x's dtype (a Python number is copied
-        to one; a trainable beta is read where it is, no host sync), or None when the
-        kernel cannot take it."""
+        """``beta`` as a ``(1,)`` device array of x's dtype, float32 for 16-bit x (a
+        Python number is copied to one; a trainable beta is read where it is, no
+        host sync), or None when the kernel cannot take it."""
+        dtype = stats_dtype(x.dtype)
         if isinstance(beta, numbers.Real):
-            return self.xp.full(1, beta, dtype=x.dtype)
+            return self.xp.full(1, beta, dtype=dtype)
         ok = getattr(beta, "shape", None) == (1,) and _fits(beta)
-        return beta if ok and beta.dtype == x.dtype else None
+        return beta if ok and beta.dtype == dtype else None
 
     def swish(self, x, beta=1.0):
         b = self._beta(x, beta) if _fits(x) else None
@@ -257,9 +265,9 @@ class GpuLayerOps:
         check_dense(x, w, b)
         act = _kernel_act(op, options)
         fits = b is None or b.flags.c_contiguous
-        if act is None or not fits or x.dtype not in _DTYPES or w.shape[1] == 0:
+        if act is None or not fits or not _kernel_dtype(x.dtype) or w.shape[1] == 0:
             return super().dense_activation(x, w, b, activation, options)
-        z = self.xp.matmul(x, w)
+        z = self._matmul(x, w)
         if op == "identity" and b is None:
             return z, None
         y = self.xp.empty_like(z) if saves == "x" else z  # else in place
@@ -282,8 +290,18 @@ class GpuLayerOps:
                 x, w, dy, saved, dw, db, activation, options, need_dx
             )
         dz = self._dz_and_db_(*act, dy, dy if saved is None else saved, db)
-        self.xp.matmul(x.T, dz, out=dw)
-        return self.xp.matmul(dz, w.T) if need_dx else None
+        if dw.dtype == dz.dtype:
+            self.xp.matmul(x.T, dz, out=dw)
+        else:  # 16-bit: a 16-bit GEMM (float32 accumulation) into the float32 arena
+            dw[...] = self._matmul(x.T, dz)
+        return self._matmul(dz, w.T) if need_dx else None
+
+    def _matmul(self, a, b):
+        """``a @ b`` in a's dtype. CuPy's 2-D GEMMs of float16 and bfloat16 arrays run
+        cublasGemmEx with float32 accumulation on tensor cores and return the 16-bit
+        type; NumPy (the emulator) returns float32 for bfloat16, rounded here."""
+        out = self.xp.matmul(a, b)
+        return out if out.dtype == a.dtype else out.astype(a.dtype)
 
     def _dz_and_db_(self, name: str, p, dy, saved, db):
         """``dz = dy * act'(saved)`` (``dy`` itself for identity), and ``db =

@@ -1,5 +1,6 @@
-"""Kernel-backed ops: counter-based dropout (``kernels/dropout.cu``, float16/32/64) and
-batch normalization (``kernels/batchnorm.cu``, float32/64).
+"""Kernel-backed ops: counter-based dropout (``kernels/dropout.cu``, float16, bfloat16,
+float32, float64) and batch normalization (``kernels/batchnorm.cu``: float32/64, and
+float16/bfloat16 data with float32 statistics for mixed precision).
 
 Mixed into :class:`~gpunn.backends.kernel_backend.KernelBackend`; needs ``self.xp``
 and ``self.kernels`` (a :class:`~gpunn.backends.kernels.KernelLibrary`). An input the
@@ -31,27 +32,37 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.backends.kernels import BLOCK, ctype, scalar
+from gpunn.backends.kernels import BLOCK, ctype, is_half, scalar, stats_dtype
 from gpunn.backends.philox import CounterRNG, DropoutMask, dropout_threshold
 
 DROPOUT = "dropout.cu"
 BATCHNORM = "batchnorm.cu"
-_DROPOUT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-_BN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 ROWS_PER_CHUNK = 64  # rows a block's column pass takes at least, before splitting
 
 
+def _kernel_dtype(dtype) -> bool:
+    """float16, bfloat16, float32 or float64: the data types the kernels take."""
+    return dtype in _FLOATS or is_half(dtype)
+
+
 def _bn_fits(x, *columns) -> bool:
-    """Whether the batch-norm kernels take ``x`` (a non-empty contiguous float32/64
-    matrix) and ``columns`` (None, or contiguous ``(features,)`` arrays of its dtype).
-    """
-    if not (x.ndim == 2 and x.size > 0 and x.dtype in _BN_DTYPES):
+    """Whether the batch-norm kernels take ``x`` (a non-empty contiguous matrix of a
+    kernel dtype) and ``columns`` (None, or contiguous ``(features,)`` arrays of its
+    statistics dtype: float32 for 16-bit data, else x's)."""
+    if not (x.ndim == 2 and x.size > 0 and _kernel_dtype(x.dtype)):
         return False
+    s = stats_dtype(x.dtype)
     return x.flags.c_contiguous and all(
         a is None
-        or (a.shape == (x.shape[1],) and a.dtype == x.dtype and a.flags.c_contiguous)
+        or (a.shape == (x.shape[1],) and a.dtype == s and a.flags.c_contiguous)
         for a in columns
     )
+
+
+def _names(dtype) -> tuple[str, str]:
+    """The C types ``(T, S)`` of data and statistics for ``dtype`` data."""
+    return ctype(dtype), ctype(stats_dtype(dtype))
 
 
 class GpuNoiseNormOps:
@@ -59,7 +70,7 @@ class GpuNoiseNormOps:
 
     # ---------------------------------------------------------------- dropout
     def dropout(self, x, rate: float, generator):
-        fits = x.dtype in _DROPOUT_DTYPES and x.flags.c_contiguous
+        fits = _kernel_dtype(x.dtype) and x.flags.c_contiguous
         if not (fits and isinstance(generator, CounterRNG)):
             return super().dropout(x, rate, generator)
         threshold = dropout_threshold(rate)  # raises before the stream moves
@@ -74,7 +85,7 @@ class GpuNoiseNormOps:
         return y, DropoutMask(tuple(x.shape), scale, bits=bits)
 
     def backprop_dropout(self, dy, mask):
-        if mask.bits is None or dy.dtype not in _DROPOUT_DTYPES:
+        if mask.bits is None or not _kernel_dtype(dy.dtype):
             return super().backprop_dropout(dy, mask)
         mask.check(dy)
         dy = self.xp.ascontiguousarray(dy)
@@ -95,21 +106,22 @@ class GpuNoiseNormOps:
                 x, gamma, beta, running_mean, running_var, momentum, eps
             )
         rows, cols = x.shape
-        dtype, t = x.dtype, ctype(x.dtype)
+        t, c = _names(x.dtype)
+        stats = stats_dtype(x.dtype)
         name = f"bn_stats_partials<{t}>"
         partials, chunks = self._bn_columns(name, (x,), (np.int32(0),))
         self._bn_columns(name, (x,), (np.int32(1),), partials)  # needs pass 0
-        mean, inv_std = self.xp.empty(2 * cols, dtype), self.xp.empty(cols, dtype)
+        mean, inv_std = self.xp.empty(2 * cols, stats), self.xp.empty(cols, stats)
         args = (partials, np.int64(chunks), np.int64(rows), np.int64(cols))
         args += (np.float64(eps), mean, inv_std, running_mean, running_var)
-        args += tuple(scalar(dtype, v) for v in (1 - momentum, momentum))
-        args += (scalar(dtype, rows / (rows - 1)),)
-        self.kernels.launch(BATCHNORM, f"bn_stats_finalize<{t}>", cols, args)
-        x_hat = self.xp.empty_like(x)
-        y = self.xp.empty_like(x) if affine else x_hat
+        args += tuple(scalar(stats, v) for v in (1 - momentum, momentum))
+        args += (scalar(stats, rows / (rows - 1)),)
+        self.kernels.launch(BATCHNORM, f"bn_stats_finalize<{c}>", cols, args)
+        x_hat = self.xp.empty(x.shape, stats)
+        y = x_hat if stats == x.dtype and not affine else self.xp.empty_like(x)
         args = (x, mean, inv_std, gamma if affine else mean, beta if affine else mean)
         args += (x_hat, y, np.int64(x.size), np.int64(cols), np.int32(affine))
-        self.kernels.launch(BATCHNORM, f"bn_normalize<{t}>", x.size, args)
+        self.kernels.launch(BATCHNORM, f"bn_normalize<{t}, {c}>", x.size, args)
         return y, x_hat, inv_std
 
     def batch_norm_eval(self, x, gamma, beta, running_mean, running_var, eps: float):
@@ -123,34 +135,37 @@ class GpuNoiseNormOps:
         args = (x, running_mean, running_var, g, b, y, np.int64(x.size))
         args += (np.int64(x.shape[1]), scalar(x.dtype, eps))
         args += (np.int32(gamma is not None), np.int32(beta is not None))
-        self.kernels.launch(BATCHNORM, f"bn_eval<{ctype(x.dtype)}>", x.size, args)
+        t, c = _names(x.dtype)
+        self.kernels.launch(BATCHNORM, f"bn_eval<{t}, {c}>", x.size, args)
         return y
 
     def backprop_batch_norm_(
         self, dy, x_hat, inv_std, gamma, dgamma, dbeta, need_dx=True
     ):
-        fits = _bn_fits(dy, inv_std, gamma, dgamma, dbeta) and _bn_fits(x_hat)
-        if not fits or x_hat.shape != dy.shape or x_hat.dtype != dy.dtype:
+        stats = stats_dtype(dy.dtype)
+        fits = _bn_fits(dy, inv_std, gamma, dgamma, dbeta) and x_hat.flags.c_contiguous
+        if not fits or x_hat.shape != dy.shape or x_hat.dtype != stats:
             return super().backprop_batch_norm_(
                 dy, x_hat, inv_std, gamma, dgamma, dbeta, need_dx
             )
         if not need_dx and dgamma is None and dbeta is None:
             return None
         rows, cols = dy.shape
-        t = ctype(dy.dtype)
-        partials, chunks = self._bn_columns(f"bn_backward_partials<{t}>", (dy, x_hat))
-        sums = self.xp.empty(2 * cols, dy.dtype)
+        t, c = _names(dy.dtype)
+        name = f"bn_backward_partials<{t}, {c}>"
+        partials, chunks = self._bn_columns(name, (dy, x_hat))
+        sums = self.xp.empty(2 * cols, stats)
         args = (partials, np.int64(chunks), np.int64(cols), sums)
         args += (sums if dgamma is None else dgamma, sums if dbeta is None else dbeta)
         args += (np.int32(dgamma is not None), np.int32(dbeta is not None))
-        self.kernels.launch(BATCHNORM, f"bn_backward_finalize<{t}>", cols, args)
+        self.kernels.launch(BATCHNORM, f"bn_backward_finalize<{c}>", cols, args)
         if not need_dx:
             return None
         dx = self.xp.empty_like(dy)
         args = (dy, x_hat, inv_std, inv_std if gamma is None else gamma, sums, dx)
-        args += (np.int64(dy.size), np.int64(cols), scalar(dy.dtype, -1 / rows))
+        args += (np.int64(dy.size), np.int64(cols), scalar(stats, -1 / rows))
         args += (np.int32(gamma is not None),)
-        self.kernels.launch(BATCHNORM, f"bn_backward_dx<{t}>", dy.size, args)
+        self.kernels.launch(BATCHNORM, f"bn_backward_dx<{t}, {c}>", dy.size, args)
         return dx
 
     def _bn_columns(self, name: str, head, tail=(), partials=None):
@@ -173,6 +188,7 @@ class GpuNoiseNormOps:
 
 
 def _scale(dtype, scale: float):
-    """``scale`` rounded once to ``dtype`` (as the reference's mask multiplies), then
-    as the kernel's accumulate type (exact: float holds every half)."""
-    return scalar(dtype, np.dtype(dtype).type(scale))
+    """``scale`` rounded once to the dtype the reference's mask multiplies in: the
+    array's for float32/64, float32 for the 16-bit types (the reference computes
+    those in float32), as the kernel's accumulate type."""
+    return scalar(dtype, stats_dtype(dtype).type(scale))

@@ -32,9 +32,11 @@ __all__ = [
     "check_array",
     "ctype",
     "cupy_compiler",
+    "is_half",
     "kernel_files",
     "read_source",
     "scalar",
+    "stats_dtype",
 ]
 
 BLOCK = 256  # threads per block unless a launcher says otherwise
@@ -100,17 +102,34 @@ def _inline(root, text: str, seen: set) -> str:
 
 def ctype(dtype) -> str:
     """The C type of a kernel template argument for ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.name == "bfloat16":  # ml_dtypes' (CuPy 14 spells bfloat16 the same way)
+        return "__nv_bfloat16"
     try:
-        return _CTYPES[np.dtype(dtype)]
+        return _CTYPES[dtype]
     except KeyError:
         raise ValueError(
-            f"kernels take float16, float32 or float64 arrays, got {np.dtype(dtype)}"
+            "kernels take float16, bfloat16, float32 or float64 arrays, got "
+            f"{dtype}"
         ) from None
+
+
+def is_half(dtype) -> bool:
+    """Whether ``dtype`` is a 16-bit float type (float16 or bfloat16): its kernels
+    compute in float and live in the half module."""
+    dtype = np.dtype(dtype)
+    return dtype == np.float16 or dtype.name == "bfloat16"
+
+
+def stats_dtype(dtype) -> np.dtype:
+    """The dtype a kernel keeps statistics and float32-arena values in for ``dtype``
+    arrays: float32 for the 16-bit types, the dtype itself otherwise."""
+    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
 def scalar(dtype, value):
     """``value`` as the kernel's accumulate type for ``dtype`` arrays: ``np.float64``
-    for float64, else ``np.float32`` (half kernels compute in float)."""
+    for float64, else ``np.float32`` (16-bit kernels compute in float)."""
     if np.dtype(dtype) == np.float64:
         return np.float64(value)
     return np.float32(value)

@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <bit>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -58,6 +59,29 @@ using __half = _Float16;
 inline float __half2float(__half h) { return static_cast<float>(h); }
 inline __half __float2half(float f) { return static_cast<__half>(f); }
 inline __half __float2half_rn(float f) { return static_cast<__half>(f); }
+
+// bfloat16 as cuda_bf16.h's __nv_bfloat16 behaves in kernels: the top 16 bits of a
+// float, converted from float by rounding to nearest even (NaN stays NaN), as
+// ml_dtypes rounds on the host.
+struct __nv_bfloat16 {
+  unsigned short bits;
+  __nv_bfloat16() = default;
+  __nv_bfloat16(float f) {
+    unsigned u = std::bit_cast<unsigned>(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      bits = static_cast<unsigned short>((u >> 16) | 0x40u);  // quiet NaN
+      return;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    bits = static_cast<unsigned short>(u >> 16);
+  }
+  operator float() const {
+    return std::bit_cast<float>(static_cast<unsigned>(bits) << 16);
+  }
+};
+static_assert(sizeof(__nv_bfloat16) == 2);
+inline float __bfloat162float(__nv_bfloat16 h) { return static_cast<float>(h); }
+inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
 #endif
 
 namespace gpunn_emu {
