@@ -35,8 +35,8 @@ def output(backend, z, activation: str):
 
 def _average(xp, values, weights):
     """``numpy.average(values, weights=weights, axis=0)``."""
-    if weights is None:
-        return xp.mean(values, axis=0)
+    if weights is None:  # numpy's mean: the sum divided by the count
+        return values.sum(axis=0) / len(values)
     return (values * weights[:, None]).sum(axis=0) / weights.sum()
 
 

@@ -49,10 +49,10 @@ class Network:
         self.pack_index = np.concatenate(
             [np.arange(s.offset, s.offset + s.size) for s in self.slots]
         )
-        mask = np.zeros(arena.size, self.dtype)
+        self._kernel_mask = np.zeros(arena.size, self.dtype)
         for slot in kernels:
-            mask[slot.offset : slot.offset + slot.size] = 1
-        self.kernel_mask = self.backend.asarray(mask)
+            self._kernel_mask[slot.offset : slot.offset + slot.size] = 1
+        self._alpha, self._alpha_mask = None, None
         self.kernels = [arena.view(arena.params, s) for s in kernels]
         self.scratch = arena.zeros_like_params()
 
@@ -149,12 +149,19 @@ class Network:
             squares = squares + xp.dot(flat, flat)
         value = value + (0.5 * alpha) * squares / total
         self.model.backward(delta)
-        if alpha:
-            xp.multiply(self.kernel_mask, self.params, out=self.scratch)
-            self.scratch *= alpha
-            self.grads[...] += self.scratch
-        self.grads[...] /= total
+        grads = self.grads
+        if alpha:  # alpha * W, added to the coefficients' gradients only
+            xp.multiply(self._l2_mask(alpha), self.params, out=self.scratch)
+            grads += self.scratch
+        grads /= total
         return value
+
+    def _l2_mask(self, alpha: float):
+        """``alpha`` at the coefficients' places in the arena, 0 elsewhere."""
+        if alpha != self._alpha:
+            self._alpha = alpha
+            self._alpha_mask = self.backend.asarray(self._kernel_mask * alpha)
+        return self._alpha_mask
 
     def loss_grad(self, packed, X, y, w, loss: str, out_activation: str, alpha):
         """The full-batch loss (float) and gradient (float64 vector, packing order)
