@@ -86,7 +86,7 @@ def _summary(values: list) -> dict:
     }
 
 
-def cpu_digits(seeds: int) -> dict:
+def cpu_digits(seeds: int, max_iter: int = 200) -> dict:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -97,12 +97,13 @@ def cpu_digits(seeds: int) -> dict:
         X_tr, X_te, y_tr, y_te = train_test_split(X, y, random_state=seed)
         scaler = StandardScaler().fit(X_tr)
         splits.append((scaler.transform(X_tr), scaler.transform(X_te), y_tr, y_te))
-    sides = _sides("cpu", {})
+    sides = _sides("cpu", {"max_iter": max_iter})
     _fit(sides["gpunn_float32"](0), *splits[0][::2])  # imports, first calls
     result = _run(sides, splits, list(sides))
     result["settings"] = {
         "data": "digits 1797 x 64, standardized, 75/25 split per seed",
-        "params": "scikit-learn's defaults (hidden (100,), relu, adam, batch 200)",
+        "params": "scikit-learn's defaults (hidden (100,), relu, adam, batch 200)"
+        + ("" if max_iter == 200 else f", max_iter={max_iter}"),
         "seeds": seeds,
     }
     return _ratios(result)
@@ -158,6 +159,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpu", action="store_true", help="the 200k x 100 GPU case")
     parser.add_argument("--seeds", type=int, default=5, help="CPU: splits and seeds")
+    parser.add_argument(
+        "--max-iter", type=int, default=200, help="CPU: max_iter (a quick check)"
+    )
     parser.add_argument("--samples", type=int, default=200_000, help="GPU: rows")
     parser.add_argument("--epochs", type=int, default=5, help="GPU: epochs per fit")
     parser.add_argument(
@@ -182,7 +186,7 @@ def main(argv=None) -> None:
             sys.exit(f"--gpu needs a usable GPU: {reason}")
         result = gpu_synthetic(args.samples, args.epochs)
     else:
-        result = cpu_digits(args.seeds)
+        result = cpu_digits(args.seeds, args.max_iter)
     report = {
         "machine": machine(device),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

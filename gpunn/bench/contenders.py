@@ -121,10 +121,8 @@ class Sklearn(Side):
     key, label = "sklearn", "scikit-learn MLPClassifier"
 
     def __init__(self, case, weights, batches):
-        from sklearn.neural_network import MLPClassifier
-
         super().__init__(case, batches)
-        self.clf = MLPClassifier(
+        self.clf = self._classifier(case)(
             case.sizes[1:-1],
             activation="relu",
             solver="adam",
@@ -147,6 +145,28 @@ class Sklearn(Side):
     def _step(self, x, y):
         self.clf.partial_fit(x, y)
         return self.clf.loss_
+
+    @staticmethod
+    def _classifier(case):
+        from sklearn.neural_network import MLPClassifier
+
+        return MLPClassifier
+
+
+class GpunnSklearn(Sklearn):
+    """gpunn.sklearn's ``MLPClassifier`` (float32, on the case's device) stepped as
+    the scikit-learn side is: one ``partial_fit`` per batch, input checks included,
+    with scikit-learn's update rules on gpunn's backend."""
+
+    key, label = "gpunn-sklearn", "MLPClassifier (gpunn)"
+
+    @staticmethod
+    def _classifier(case):
+        import functools
+
+        from gpunn.sklearn import MLPClassifier
+
+        return functools.partial(MLPClassifier, device=case.device)
 
 
 class GemmFloor(Side):
@@ -207,7 +227,7 @@ SIDES = {  # --against name -> ((side key, factory(case, weights, batches)), ...
     ),
     "torch-compile": (("torch-compile", functools.partial(Torch, variant="compile")),),
     "numpy": (("numpy", NumpyMLP),),
-    "sklearn": (("sklearn", Sklearn),),
+    "sklearn": (("sklearn", Sklearn), ("gpunn-sklearn", GpunnSklearn)),
 }
 AGAINST = tuple(SIDES)
 CPU_ONLY = ("numpy", "sklearn")
