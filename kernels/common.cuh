@@ -67,6 +67,10 @@ template <typename T, typename A> __device__ __forceinline__ T store(A x) {
   return static_cast<T>(x);
 }
 
+// Whether T is void (no std <type_traits> under NVRTC).
+template <typename T> struct is_void { static constexpr bool value = false; };
+template <> struct is_void<void> { static constexpr bool value = true; };
+
 // for (i = thread's first index; i < n; i += total threads)
 #define GPUNN_GRID_STRIDE(i, n)                                               \
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); \

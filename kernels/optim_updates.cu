@@ -14,7 +14,10 @@
 // Each kernel performs the operations of its reference in gpunn/backends/updates.py in
 // the same order, each rounded to T (compiled without FMA contraction), so float64
 // results match the reference to the last bit or one, and float32 to a few ulp.
-// Instantiated for float and double (the arena is never half).
+// The last argument, param_copy (C*), is the arena's 16-bit copy of the parameters
+// under mixed precision: each updated parameter is also written there, rounded to C,
+// in the same pass. Instantiated <T, void> for float and double (no copy; pass any
+// pointer), and in the half module <float, __half> and <float, __nv_bfloat16>.
 #include "common.cuh"
 
 namespace {
@@ -42,14 +45,23 @@ __device__ __forceinline__ T l2_grad(T grad, T param, T weight_decay, int maximi
   return weight_decay != T(0) ? g + weight_decay * param : g;
 }
 
+// The parameter write: param[i] = p and, when C is not void, its 16-bit copy.
+template <typename C, typename T>
+__device__ __forceinline__ void put_param(T* __restrict__ param, C* __restrict__ copy,
+                                          long long i, T p) {
+  param[i] = p;
+  if constexpr (!gpunn::is_void<C>::value) copy[i] = gpunn::store<C>(p);
+}
+
 }  // namespace
 
 // torch.optim.SGD (gpunn.backends.updates.sgd_); buf unused when momentum is 0.
-template <typename T>
+template <typename T, typename C>
 __global__ void sgd_update(T* __restrict__ param, const T* __restrict__ grad,
                            T* __restrict__ buf, long long n, T lr, T momentum,
                            T one_minus_dampening, T weight_decay, int nesterov,
-                           int maximize, int first_step) {
+                           int maximize, int first_step,
+                           C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i];
     T g = l2_grad(grad[i], p, weight_decay, maximize);
@@ -58,7 +70,7 @@ __global__ void sgd_update(T* __restrict__ param, const T* __restrict__ grad,
       buf[i] = b;
       g = nesterov ? g + momentum * b : b;
     }
-    param[i] = p - lr * g;
+    put_param(param, param_copy, i, p - lr * g);
   }
 }
 
@@ -79,13 +91,13 @@ __device__ __forceinline__ T adam_moments(T& p, T grad, T& m, T& v, T decay_scal
 
 // torch.optim.Adam / AdamW (updates.adam_); max_exp_avg_sq unused without amsgrad.
 // decay_scale = 1 - lr * weight_decay, w1 = 1 - beta1, rest1 = 1 - w1.
-template <typename T>
+template <typename T, typename C>
 __global__ void adam_update(T* __restrict__ param, const T* __restrict__ grad,
                             T* __restrict__ exp_avg, T* __restrict__ exp_avg_sq,
                             T* __restrict__ max_exp_avg_sq, long long n, T decay_scale,
                             T weight_decay, T w1, T rest1, T beta2, T one_minus_beta2,
                             T eps, T step_size, T bias_correction2_sqrt, int decoupled,
-                            int maximize, int amsgrad) {
+                            int maximize, int amsgrad, C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
     adam_moments(p, grad[i], m, v, decay_scale, weight_decay, decoupled, maximize, w1,
@@ -98,18 +110,19 @@ __global__ void adam_update(T* __restrict__ param, const T* __restrict__ grad,
       max_exp_avg_sq[i] = top;
     }
     T denom = sqrt_(top) / bias_correction2_sqrt + eps;
-    param[i] = p - (step_size * m) / denom;
+    put_param(param, param_copy, i, p - (step_size * m) / denom);
   }
 }
 
 // torch.optim.NAdam (updates.nadam_): grad_coef and avg_coef are the host's
 // (negative) factors of g / denom and m / denom.
-template <typename T>
+template <typename T, typename C>
 __global__ void nadam_update(T* __restrict__ param, const T* __restrict__ grad,
                              T* __restrict__ exp_avg, T* __restrict__ exp_avg_sq,
                              long long n, T decay_scale, T weight_decay, T w1, T rest1,
                              T beta2, T one_minus_beta2, T eps, T bias_correction2,
-                             T grad_coef, T avg_coef, int decoupled, int maximize) {
+                             T grad_coef, T avg_coef, int decoupled, int maximize,
+                             C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
     T g = adam_moments(p, grad[i], m, v, decay_scale, weight_decay, decoupled,
@@ -118,18 +131,19 @@ __global__ void nadam_update(T* __restrict__ param, const T* __restrict__ grad,
     exp_avg_sq[i] = v;
     T denom = sqrt_(v / bias_correction2) + eps;
     p = p + (grad_coef * g) / denom;
-    param[i] = p + (avg_coef * m) / denom;
+    put_param(param, param_copy, i, p + (avg_coef * m) / denom);
   }
 }
 
 // torch.optim.RMSprop (updates.rmsprop_); grad_avg unused unless centered, buf
 // unused without momentum. w = 1 - alpha, rest = 1 - w.
-template <typename T>
+template <typename T, typename C>
 __global__ void rmsprop_update(T* __restrict__ param, const T* __restrict__ grad,
                                T* __restrict__ square_avg, T* __restrict__ grad_avg,
                                T* __restrict__ buf, long long n, T lr, T alpha,
                                T one_minus_alpha, T w, T rest, T eps, T weight_decay,
-                               T momentum, int maximize, int centered) {
+                               T momentum, int maximize, int centered,
+                               C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i];
     T g = l2_grad(grad[i], p, weight_decay, maximize);
@@ -147,33 +161,35 @@ __global__ void rmsprop_update(T* __restrict__ param, const T* __restrict__ grad
     if (momentum > T(0)) {
       T b = buf[i] * momentum + g / avg;
       buf[i] = b;
-      param[i] = p - lr * b;
+      put_param(param, param_copy, i, p - lr * b);
     } else {
-      param[i] = p - (lr * g) / avg;
+      put_param(param, param_copy, i, p - (lr * g) / avg);
     }
   }
 }
 
 // torch.optim.Adagrad (updates.adagrad_); clr = lr / (1 + (t - 1) lr_decay).
-template <typename T>
+template <typename T, typename C>
 __global__ void adagrad_update(T* __restrict__ param, const T* __restrict__ grad,
                                T* __restrict__ state_sum, long long n, T clr, T eps,
-                               T weight_decay, int maximize) {
+                               T weight_decay, int maximize,
+                               C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i];
     T g = l2_grad(grad[i], p, weight_decay, maximize);
     T s = state_sum[i] + g * g;
     state_sum[i] = s;
-    param[i] = p - (clr * g) / (sqrt_(s) + eps);
+    put_param(param, param_copy, i, p - (clr * g) / (sqrt_(s) + eps));
   }
 }
 
 // torch.optim.Adadelta (updates.adadelta_).
-template <typename T>
+template <typename T, typename C>
 __global__ void adadelta_update(T* __restrict__ param, const T* __restrict__ grad,
                                 T* __restrict__ square_avg, T* __restrict__ acc_delta,
                                 long long n, T lr, T rho, T one_minus_rho, T eps,
-                                T weight_decay, int maximize) {
+                                T weight_decay, int maximize,
+                                C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i];
     T g = l2_grad(grad[i], p, weight_decay, maximize);
@@ -182,16 +198,17 @@ __global__ void adadelta_update(T* __restrict__ param, const T* __restrict__ gra
     T a = acc_delta[i];
     T delta = sqrt_(a + eps) / sqrt_(sq + eps) * g;
     acc_delta[i] = a * rho + (one_minus_rho * delta) * delta;
-    param[i] = p - lr * delta;
+    put_param(param, param_copy, i, p - lr * delta);
   }
 }
 
 // torch.optim.Adamax (updates.adamax_); clr = lr / (1 - beta1^t).
-template <typename T>
+template <typename T, typename C>
 __global__ void adamax_update(T* __restrict__ param, const T* __restrict__ grad,
                               T* __restrict__ exp_avg, T* __restrict__ exp_inf,
                               long long n, T w1, T rest1, T beta2, T eps,
-                              T weight_decay, T clr, int maximize) {
+                              T weight_decay, T clr, int maximize,
+                              C* __restrict__ param_copy) {
   GPUNN_GRID_STRIDE(i, n) {
     T p = param[i];
     T g = l2_grad(grad[i], p, weight_decay, maximize);
@@ -199,7 +216,7 @@ __global__ void adamax_update(T* __restrict__ param, const T* __restrict__ grad,
     exp_avg[i] = m;
     T e = maximum_(exp_inf[i] * beta2, abs_(g) + eps);
     exp_inf[i] = e;
-    param[i] = p - (clr * m) / e;
+    put_param(param, param_copy, i, p - (clr * m) / e);
   }
 }
 
@@ -217,14 +234,15 @@ __global__ void adamax_update(T* __restrict__ param, const T* __restrict__ grad,
 
 // LARS (updates.lars_): g = ratio[tensor] * (g + weight_decay * adapt * p), then
 // SGD's momentum without dampening; buf unused when momentum is 0.
-template <typename T>
+template <typename T, typename C>
 __global__ void lars_update(T* __restrict__ param, const T* __restrict__ grad,
                             T* __restrict__ buf, const T* __restrict__ ratio,
                             const T* __restrict__ adapt,
                             const long long* __restrict__ entry_start,
                             const long long* __restrict__ entry_seg,
                             long long n_entries, T lr, T momentum, T weight_decay,
-                            int maximize, int first_step) {
+                            int maximize, int first_step,
+                            C* __restrict__ param_copy) {
   OPTIM_FOR_ENTRY(e, lo, hi, seg) {
     const T r = ratio[seg];
     const T decay = adapt != nullptr ? weight_decay * adapt[seg] : weight_decay;
@@ -238,7 +256,7 @@ __global__ void lars_update(T* __restrict__ param, const T* __restrict__ grad,
         buf[i] = b;
         g = b;
       }
-      param[i] = p - lr * g;
+      put_param(param, param_copy, i, p - lr * g);
     }
   }
 }
@@ -284,37 +302,56 @@ __global__ void lamb_direction(const T* __restrict__ param, const T* __restrict_
 }
 
 // LAMB, second half (updates.lamb_apply_): p -= lr * ratio[tensor] * r.
-template <typename T>
+template <typename T, typename C>
 __global__ void lamb_apply(T* __restrict__ param, const T* __restrict__ direction,
                            const T* __restrict__ ratio,
                            const long long* __restrict__ entry_start,
                            const long long* __restrict__ entry_seg,
-                           long long n_entries, T lr) {
+                           long long n_entries, T lr,
+                           C* __restrict__ param_copy) {
   OPTIM_FOR_ENTRY(e, lo, hi, seg) {
     const T step = lr * ratio[seg];
     for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x)
-      param[i] = param[i] - step * direction[i];
+      put_param(param, param_copy, i, param[i] - step * direction[i]);
   }
 }
 
 
-GPUNN_EXPORT(sgd_update<float>)
-GPUNN_EXPORT(sgd_update<double>)
-GPUNN_EXPORT(adam_update<float>)
-GPUNN_EXPORT(adam_update<double>)
-GPUNN_EXPORT(nadam_update<float>)
-GPUNN_EXPORT(nadam_update<double>)
-GPUNN_EXPORT(rmsprop_update<float>)
-GPUNN_EXPORT(rmsprop_update<double>)
-GPUNN_EXPORT(adagrad_update<float>)
-GPUNN_EXPORT(adagrad_update<double>)
-GPUNN_EXPORT(adadelta_update<float>)
-GPUNN_EXPORT(adadelta_update<double>)
-GPUNN_EXPORT(adamax_update<float>)
-GPUNN_EXPORT(adamax_update<double>)
-GPUNN_EXPORT(lars_update<float>)
-GPUNN_EXPORT(lars_update<double>)
+GPUNN_EXPORT(sgd_update<float, void>)
+GPUNN_EXPORT(sgd_update<double, void>)
+GPUNN_EXPORT(adam_update<float, void>)
+GPUNN_EXPORT(adam_update<double, void>)
+GPUNN_EXPORT(nadam_update<float, void>)
+GPUNN_EXPORT(nadam_update<double, void>)
+GPUNN_EXPORT(rmsprop_update<float, void>)
+GPUNN_EXPORT(rmsprop_update<double, void>)
+GPUNN_EXPORT(adagrad_update<float, void>)
+GPUNN_EXPORT(adagrad_update<double, void>)
+GPUNN_EXPORT(adadelta_update<float, void>)
+GPUNN_EXPORT(adadelta_update<double, void>)
+GPUNN_EXPORT(adamax_update<float, void>)
+GPUNN_EXPORT(adamax_update<double, void>)
+GPUNN_EXPORT(lars_update<float, void>)
+GPUNN_EXPORT(lars_update<double, void>)
 GPUNN_EXPORT(lamb_direction<float>)
 GPUNN_EXPORT(lamb_direction<double>)
-GPUNN_EXPORT(lamb_apply<float>)
-GPUNN_EXPORT(lamb_apply<double>)
+GPUNN_EXPORT(lamb_apply<float, void>)
+GPUNN_EXPORT(lamb_apply<double, void>)
+GPUNN_EXPORT_HALF(sgd_update<float, __half>)
+GPUNN_EXPORT_HALF(sgd_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(adam_update<float, __half>)
+GPUNN_EXPORT_HALF(adam_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(nadam_update<float, __half>)
+GPUNN_EXPORT_HALF(nadam_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(rmsprop_update<float, __half>)
+GPUNN_EXPORT_HALF(rmsprop_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(adagrad_update<float, __half>)
+GPUNN_EXPORT_HALF(adagrad_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(adadelta_update<float, __half>)
+GPUNN_EXPORT_HALF(adadelta_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(adamax_update<float, __half>)
+GPUNN_EXPORT_HALF(adamax_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(lars_update<float, __half>)
+GPUNN_EXPORT_HALF(lars_update<float, __nv_bfloat16>)
+GPUNN_EXPORT_HALF(lamb_apply<float, __half>)
+GPUNN_EXPORT_HALF(lamb_apply<float, __nv_bfloat16>)

@@ -14,6 +14,7 @@ from conftest import assert_close
 import gpunn
 from gpunn.backends import NumpyBackend
 from gpunn.layers import Dense
+from gpunn.precision import bfloat16
 
 UPDATES = (
     "sgd_update_",
@@ -130,3 +131,48 @@ def test_update_matches_the_reference(kernel_backend, reference, case, n, dtype)
         a = kernel_backend.to_numpy(a)
         assert a.dtype == b.dtype
         assert_close(a, b.astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", ["sgd-momentum", "adam-amsgrad-wd-max", "nadam"])
+def test_an_update_writes_the_16_bit_copy_in_the_same_pass(
+    kernel_backend, reference, case, half
+):
+    """Mixed precision: the float32 masters step exactly as without a copy, and the
+    copy holds them rounded to the 16-bit type, on the reference and the kernels."""
+    if half == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    half = np.dtype(np.float16) if half == "float16" else bfloat16()
+    calls = _recorded(case)
+    _, count, absent, _ = calls[0]
+    n = 3 * 256 * 3 + 11
+    for backend in (reference, kernel_backend):
+        plain = _arenas(backend.asarray, n, count, np.float32)
+        mixed = _arenas(backend.asarray, n, count, np.float32)
+        for i in absent:
+            plain[i] = mixed[i] = None
+        copy = backend.zeros(n, half)
+        for name, _, _, hyper in calls:
+            getattr(backend, name)(*plain, **hyper)
+            getattr(backend, name)(*mixed, param_copy=copy, **hyper)
+        params = backend.to_numpy(mixed[0])
+        np.testing.assert_array_equal(params, backend.to_numpy(plain[0]))
+        np.testing.assert_array_equal(
+            backend.to_numpy(copy).astype(np.float32),
+            params.astype(half).astype(np.float32),
+        )
+
+
+def test_a_bad_16_bit_copy_is_refused_before_anything_is_written(kernel_backend):
+    param, grad = (kernel_backend.asarray(np.ones(5, np.float32)) for _ in range(2))
+    hyper = dict(lr=0.1, momentum=0.0, dampening=0.0, nesterov=False)
+    hyper.update(weight_decay=0.0, maximize=False, first_step=True)
+    for bad, match in [
+        (np.zeros(5, np.float32), "float16 or bfloat16"),
+        (np.zeros(4, np.float16), "shape"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            kernel_backend.sgd_update_(
+                param, grad, None, param_copy=kernel_backend.asarray(bad), **hyper
+            )
+        np.testing.assert_array_equal(kernel_backend.to_numpy(param), np.ones(5))

@@ -6,7 +6,8 @@ Mixed into :class:`~gpunn.backends.kernel_backend.KernelBackend`; needs ``self.x
 and ``self.kernels`` (a :class:`~gpunn.backends.kernels.KernelLibrary`). Each override
 checks its arrays exactly as the reference does (``self._check_flat``, so bad input
 raises the same errors), derives the host scalars the reference derives, casts them to
-the arena's type and launches one kernel.
+the arena's type and launches one kernel. Under mixed precision the update also
+writes the arena's 16-bit copy of the parameters (``param_copy``) in the same pass.
 
 LARS and LAMB need per-tensor norms between their elementwise halves: three launches
 each (LAMB: moments and direction with the per-chunk sums of squares, the trust
@@ -31,33 +32,55 @@ CLIP_EPS = 1e-6  # added to the norm by clip_by_norm_, as torch's clip_grad_norm
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _copy_type(param_copy) -> str:
+    """The C type of an update kernel's 16-bit parameter copy (``void``: none)."""
+    return "void" if param_copy is None else ctype(param_copy.dtype)
+
+
 class GpuOptimOps:
     """Overrides of the reference optimizer updates, norms and clipping that run
     fused kernels."""
 
-    def _update(self, name: str, arrays, scalars, flags) -> None:
-        """Launches ``name<T>`` over the arena: ``arrays`` (None entries replaced by
-        ``param``, which a disabled option's kernel branch never touches), ``n``,
-        ``scalars`` cast to the arena's dtype, ``flags`` as C ints."""
+    def _update(self, name: str, arrays, scalars, flags, param_copy=None) -> None:
+        """Launches ``name<T, C>`` over the arena: ``arrays`` (None entries replaced
+        by ``param``, which a disabled option's kernel branch never touches), ``n``,
+        ``scalars`` cast to the arena's dtype, ``flags`` as C ints, then the 16-bit
+        ``param_copy`` the kernel also writes (C its type; ``void`` without one)."""
+        self._check_param_copy(arrays[0], param_copy)
         param = arrays[0]
         dtype = param.dtype.type
         args = [param if a is None else a for a in arrays]
         args.append(np.int64(param.size))
         args += [dtype(s) for s in scalars]
         args += [np.int32(bool(f)) for f in flags]
-        self.kernels.launch(FILE, f"{name}<{ctype(param.dtype)}>", param.size, args)
+        args.append(param if param_copy is None else param_copy)
+        name = f"{name}<{ctype(param.dtype)}, {_copy_type(param_copy)}>"
+        self.kernels.launch(FILE, name, param.size, args)
 
-    def sgd_update_(self, param, grad, momentum_buf, **hyper) -> None:
+    def sgd_update_(
+        self, param, grad, momentum_buf, *, param_copy=None, **hyper
+    ) -> None:
         self._check_flat(("param", "grad", "momentum_buf"), (param, grad, momentum_buf))
         h = hyper
         if momentum_buf is None and h.get("momentum", 0) != 0:  # the reference raises
-            return super().sgd_update_(param, grad, momentum_buf, **hyper)
+            return super().sgd_update_(
+                param, grad, momentum_buf, param_copy=param_copy, **hyper
+            )
         scalars = (h["lr"], h["momentum"], 1 - h["dampening"], h["weight_decay"])
         flags = (h["nesterov"], h["maximize"], h["first_step"])
-        self._update("sgd_update", (param, grad, momentum_buf), scalars, flags)
+        arrays = (param, grad, momentum_buf)
+        self._update("sgd_update", arrays, scalars, flags, param_copy)
 
     def adam_update_(
-        self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, **hyper
+        self,
+        param,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        max_exp_avg_sq=None,
+        *,
+        param_copy=None,
+        **hyper,
     ) -> None:
         arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
         names = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -70,9 +93,11 @@ class GpuOptimOps:
             h["bias_correction2_sqrt"],
         )
         flags = (h["decoupled"], h["maximize"], max_exp_avg_sq is not None)
-        self._update("adam_update", arrays, scalars, flags)
+        self._update("adam_update", arrays, scalars, flags, param_copy)
 
-    def nadam_update_(self, param, grad, exp_avg, exp_avg_sq, **hyper) -> None:
+    def nadam_update_(
+        self, param, grad, exp_avg, exp_avg_sq, *, param_copy=None, **hyper
+    ) -> None:
         arrays = (param, grad, exp_avg, exp_avg_sq)
         self._check_flat(("param", "grad", "exp_avg", "exp_avg_sq"), arrays)
         h = hyper
@@ -83,10 +108,19 @@ class GpuOptimOps:
             h["grad_coef"],
             h["avg_coef"],
         )
-        self._update("nadam_update", arrays, scalars, (h["decoupled"], h["maximize"]))
+        flags = (h["decoupled"], h["maximize"])
+        self._update("nadam_update", arrays, scalars, flags, param_copy)
 
     def rmsprop_update_(
-        self, param, grad, square_avg, grad_avg, momentum_buf, **hyper
+        self,
+        param,
+        grad,
+        square_avg,
+        grad_avg,
+        momentum_buf,
+        *,
+        param_copy=None,
+        **hyper,
     ) -> None:
         arrays = (param, grad, square_avg, grad_avg, momentum_buf)
         names = ("param", "grad", "square_avg", "grad_avg", "momentum_buf")
@@ -95,34 +129,43 @@ class GpuOptimOps:
         if (grad_avg is None and h.get("centered")) or (
             momentum_buf is None and h.get("momentum", 0) > 0
         ):  # a state buffer the options need is missing: the reference raises
-            return super().rmsprop_update_(param, grad, *arrays[2:], **hyper)
+            return super().rmsprop_update_(
+                param, grad, *arrays[2:], param_copy=param_copy, **hyper
+            )
         w = 1 - h["alpha"]
         scalars = (h["lr"], h["alpha"], w, w, 1 - w, h["eps"], h["weight_decay"])
         scalars += (h["momentum"],)
         flags = (h["maximize"], h["centered"])
-        self._update("rmsprop_update", arrays, scalars, flags)
+        self._update("rmsprop_update", arrays, scalars, flags, param_copy)
 
-    def adagrad_update_(self, param, grad, state_sum, **hyper) -> None:
+    def adagrad_update_(
+        self, param, grad, state_sum, *, param_copy=None, **hyper
+    ) -> None:
         self._check_flat(("param", "grad", "state_sum"), (param, grad, state_sum))
         h = hyper
         scalars = (h["clr"], h["eps"], h["weight_decay"])
-        self._update(
-            "adagrad_update", (param, grad, state_sum), scalars, (h["maximize"],)
-        )
+        arrays, flags = (param, grad, state_sum), (h["maximize"],)
+        self._update("adagrad_update", arrays, scalars, flags, param_copy)
 
-    def adadelta_update_(self, param, grad, square_avg, acc_delta, **hyper) -> None:
+    def adadelta_update_(
+        self, param, grad, square_avg, acc_delta, *, param_copy=None, **hyper
+    ) -> None:
         arrays = (param, grad, square_avg, acc_delta)
         self._check_flat(("param", "grad", "square_avg", "acc_delta"), arrays)
         h = hyper
         scalars = (h["lr"], h["rho"], 1 - h["rho"], h["eps"], h["weight_decay"])
-        self._update("adadelta_update", arrays, scalars, (h["maximize"],))
+        flags = (h["maximize"],)
+        self._update("adadelta_update", arrays, scalars, flags, param_copy)
 
-    def adamax_update_(self, param, grad, exp_avg, exp_inf, **hyper) -> None:
+    def adamax_update_(
+        self, param, grad, exp_avg, exp_inf, *, param_copy=None, **hyper
+    ) -> None:
         arrays = (param, grad, exp_avg, exp_inf)
         self._check_flat(("param", "grad", "exp_avg", "exp_inf"), arrays)
         h, w1 = hyper, 1 - hyper["beta1"]
         scalars = (w1, 1 - w1, h["beta2"], h["eps"], h["weight_decay"], h["clr"])
-        self._update("adamax_update", arrays, scalars, (h["maximize"],))
+        flags = (h["maximize"],)
+        self._update("adamax_update", arrays, scalars, flags, param_copy)
 
     # ---------------------------------------------------------------- LARS, LAMB
     def lars_update_(
@@ -137,9 +180,11 @@ class GpuOptimOps:
         weight_decay,
         trust_coefficient,
         eps,
+        param_copy=None,
         **hyper,
     ) -> None:
         self._check_flat(("param", "grad", "momentum_buf"), (param, grad, momentum_buf))
+        self._check_param_copy(param, param_copy)
         self._check_segments(param, segment_ids, starts, adapt)
         lr, momentum, maximize, first_step = _lars_keywords(**hyper)
         table = self._segment_table(param, starts, whole=True)
@@ -149,6 +194,7 @@ class GpuOptimOps:
                 weight_decay=weight_decay,
                 trust_coefficient=trust_coefficient,
                 eps=eps,
+                param_copy=param_copy,
                 **hyper,
             )
         partials = self._segment_sums(table, param, grad)
@@ -156,8 +202,11 @@ class GpuOptimOps:
             table, partials, adapt, param.dtype, trust_coefficient, weight_decay, eps
         )
         arrays = (param, grad, momentum_buf, ratio, adapt)
-        scalars = (lr, momentum, weight_decay)
-        self._segmented("lars_update", arrays, table, scalars, (maximize, first_step))
+        scalars, flags = (lr, momentum, weight_decay), (maximize, first_step)
+        copy = (param if param_copy is None else param_copy,)
+        self._segmented(
+            "lars_update", arrays, table, scalars, flags, *copy, copy=param_copy
+        )
 
     def lamb_update_(
         self,
@@ -170,23 +219,33 @@ class GpuOptimOps:
         adapt,
         *,
         lr,
+        param_copy=None,
         **hyper,
     ) -> None:
         arrays = (param, grad, exp_avg, exp_avg_sq)
         self._check_flat(("param", "grad", "exp_avg", "exp_avg_sq"), arrays)
         self._check_segments(param, segment_ids, starts, adapt)
+        self._check_param_copy(param, param_copy)
         scalars, maximize = _lamb_scalars(**hyper)
         table = self._segment_table(param, starts, whole=True)
         if table is None:
             return super().lamb_update_(
-                *arrays, segment_ids, starts, adapt, lr=lr, **hyper
+                *arrays,
+                segment_ids,
+                starts,
+                adapt,
+                lr=lr,
+                param_copy=param_copy,
+                **hyper,
             )
         direction = self.xp.empty_like(param)
         partials = self.xp.empty(2 * table.n_entries, np.float64)
         arrays += (direction, adapt)
         self._segmented("lamb_direction", arrays, table, scalars, (maximize,), partials)
         ratio = self._trust_ratio(table, partials, adapt, param.dtype)
-        self._segmented("lamb_apply", (param, direction, ratio), table, (lr,), ())
+        copy = (param if param_copy is None else param_copy,)
+        arrays = (param, direction, ratio)
+        self._segmented("lamb_apply", arrays, table, (lr,), (), *copy, copy=param_copy)
 
     def segment_norms(self, flat, starts):
         table = self._segment_table(flat, starts)
@@ -229,15 +288,20 @@ class GpuOptimOps:
         self.kernels.launch(NORMS, name, 32 * table.n_segments, args)
         return ratio
 
-    def _segmented(self, name, arrays, table, scalars, flags, *tail) -> None:
+    def _segmented(
+        self, name, arrays, table, scalars, flags, *tail, copy=False
+    ) -> None:
         """Launches a chunk-table kernel of ``optim_updates.cu``: ``arrays`` (None
-        passed as NULL), the table, ``scalars`` in the arena's type, ``flags``."""
+        passed as NULL), the table, ``scalars`` in the arena's type, ``flags``, then
+        ``tail``. ``copy``: False for a kernel without a 16-bit copy parameter, else
+        the copy (None for ``<T, void>``) that names the instantiation."""
         dtype = arrays[0].dtype
         args = [*arrays, table.entry_start, table.entry_seg, np.int64(table.n_entries)]
         args += [scalar(dtype, s) for s in scalars]
         args += [np.int32(bool(f)) for f in flags] + list(tail)
         grid = min(table.n_entries, self.kernels.max_blocks)
-        self.kernels.launch_grid(FILE, f"{name}<{ctype(dtype)}>", grid, BLOCK, args)
+        types = ctype(dtype) if copy is False else f"{ctype(dtype)}, {_copy_type(copy)}"
+        self.kernels.launch_grid(FILE, f"{name}<{types}>", grid, BLOCK, args)
 
     # ---------------------------------------------------------------- norms, clipping
     def global_norm(self, flat):

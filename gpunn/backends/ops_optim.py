@@ -5,6 +5,9 @@ Mixed into :class:`~gpunn.backends.numpy_backend.NumpyBackend` (see its module f
 conventions). The elementwise update formulas live in :mod:`gpunn.backends.updates`;
 these methods check the arrays, compute what needs a reduction, and run the update
 through ``self._foreach_block``. Every ``*_update_`` writes its arrays in place.
+With ``param_copy`` (mixed precision: the arena's 16-bit copy of the parameters) an
+update also writes the updated parameters, rounded, into it; the GPU kernels do that
+in the same pass.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ class OptimOps:
     """The optimizer steps and clipping; needs ``self.xp``, ``self._check_flat`` and
     ``self._foreach_block``."""
 
-    def sgd_update_(self, param, grad, momentum_buf, **hyper) -> None:
+    def sgd_update_(
+        self, param, grad, momentum_buf, *, param_copy=None, **hyper
+    ) -> None:
         """One ``torch.optim.SGD`` step over flat arrays, in place.
 
         ``g = -grad if maximize else grad; g += weight_decay * p``; with momentum
@@ -29,10 +34,20 @@ class OptimOps:
         """
         arrays = (param, grad, momentum_buf)
         self._check_flat(("param", "grad", "momentum_buf"), arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.sgd_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
     def adam_update_(
-        self, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq=None, **hyper
+        self,
+        param,
+        grad,
+        exp_avg,
+        exp_avg_sq,
+        max_exp_avg_sq=None,
+        *,
+        param_copy=None,
+        **hyper,
     ) -> None:
         """One ``torch.optim.Adam`` / ``AdamW`` step over flat arrays, in place.
 
@@ -49,10 +64,20 @@ class OptimOps:
         arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
         names = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
         self._check_flat(names, arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.adam_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
     def rmsprop_update_(
-        self, param, grad, square_avg, grad_avg, momentum_buf, **hyper
+        self,
+        param,
+        grad,
+        square_avg,
+        grad_avg,
+        momentum_buf,
+        *,
+        param_copy=None,
+        **hyper,
     ) -> None:
         """One ``torch.optim.RMSprop`` step in place (:class:`~gpunn.optim.RMSprop`);
         ``grad_avg`` / ``momentum_buf`` are None unless centered / with momentum.
@@ -62,36 +87,52 @@ class OptimOps:
         arrays = (param, grad, square_avg, grad_avg, momentum_buf)
         names = ("param", "grad", "square_avg", "grad_avg", "momentum_buf")
         self._check_flat(names, arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.rmsprop_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
-    def adagrad_update_(self, param, grad, state_sum, **hyper) -> None:
+    def adagrad_update_(
+        self, param, grad, state_sum, *, param_copy=None, **hyper
+    ) -> None:
         """One ``torch.optim.Adagrad`` step in place (:class:`~gpunn.optim.Adagrad`).
 
         Keywords: clr (``lr / (1 + (t - 1) * lr_decay)``), eps, weight_decay, maximize.
         """
         arrays = (param, grad, state_sum)
         self._check_flat(("param", "grad", "state_sum"), arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.adagrad_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
-    def adadelta_update_(self, param, grad, square_avg, acc_delta, **hyper) -> None:
+    def adadelta_update_(
+        self, param, grad, square_avg, acc_delta, *, param_copy=None, **hyper
+    ) -> None:
         """One ``torch.optim.Adadelta`` step in place (:class:`~gpunn.optim.Adadelta`).
 
         Keywords: lr, rho, eps, weight_decay, maximize.
         """
         arrays = (param, grad, square_avg, acc_delta)
         self._check_flat(("param", "grad", "square_avg", "acc_delta"), arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.adadelta_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
-    def adamax_update_(self, param, grad, exp_avg, exp_inf, **hyper) -> None:
+    def adamax_update_(
+        self, param, grad, exp_avg, exp_inf, *, param_copy=None, **hyper
+    ) -> None:
         """One ``torch.optim.Adamax`` step in place (:class:`~gpunn.optim.Adamax`).
 
         Keywords: beta1, beta2, eps, weight_decay, maximize, clr (``lr / (1 - b1**t)``).
         """
         arrays = (param, grad, exp_avg, exp_inf)
         self._check_flat(("param", "grad", "exp_avg", "exp_inf"), arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.adamax_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
-    def nadam_update_(self, param, grad, exp_avg, exp_avg_sq, **hyper) -> None:
+    def nadam_update_(
+        self, param, grad, exp_avg, exp_avg_sq, *, param_copy=None, **hyper
+    ) -> None:
         """One ``torch.optim.NAdam`` step in place (:class:`~gpunn.optim.NAdam`).
 
         Keywords: lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
@@ -99,7 +140,9 @@ class OptimOps:
         """
         arrays = (param, grad, exp_avg, exp_avg_sq)
         self._check_flat(("param", "grad", "exp_avg", "exp_avg_sq"), arrays)
+        self._check_param_copy(param, param_copy)
         self._foreach_block(updates.nadam_, arrays, hyper)
+        self._write_param_copy(param_copy, param)
 
     def segment_norms(self, flat, starts):
         """Per-tensor L2 norms of a flat arena buffer in one pass: ``out[s] =
@@ -134,6 +177,7 @@ class OptimOps:
         weight_decay,
         trust_coefficient,
         eps,
+        param_copy=None,
         **hyper,
     ) -> None:
         """One LARS step in place (:class:`~gpunn.optim.LARS`): per-tensor norms, the
@@ -147,6 +191,7 @@ class OptimOps:
         arrays = (param, grad, momentum_buf)
         self._check_flat(("param", "grad", "momentum_buf"), arrays)
         self._check_segments(param, segment_ids, starts, adapt)
+        self._check_param_copy(param, param_copy)
         decay = weight_decay if adapt is None else weight_decay * adapt
         w_norm = self.segment_norms(param, starts)
         g_norm = self.segment_norms(grad, starts)
@@ -154,6 +199,7 @@ class OptimOps:
         ratio = self._adapted(ratio, adapt)
         hyper.update(ratio=ratio, weight_decay=weight_decay, adapt=adapt)
         self._foreach_block(updates.lars_, arrays + (segment_ids,), hyper)
+        self._write_param_copy(param_copy, param)
 
     def lamb_update_(
         self,
@@ -166,6 +212,7 @@ class OptimOps:
         adapt,
         *,
         lr,
+        param_copy=None,
         **hyper,
     ) -> None:
         """One LAMB step in place (:class:`~gpunn.optim.LAMB`): the moments and the
@@ -178,6 +225,7 @@ class OptimOps:
         arrays = (param, grad, exp_avg, exp_avg_sq)
         self._check_flat(("param", "grad", "exp_avg", "exp_avg_sq"), arrays)
         self._check_segments(param, segment_ids, starts, adapt)
+        self._check_param_copy(param, param_copy)
         direction = self.xp.empty_like(param)
         hyper.update(adapt=adapt)
         arrays += (direction, segment_ids)
@@ -186,6 +234,29 @@ class OptimOps:
         ratio = self.trust_ratio(w_norm, self.segment_norms(direction, starts))
         hyper = {"ratio": self._adapted(ratio, adapt), "lr": lr}
         self._foreach_block(updates.lamb_apply_, (param, direction, segment_ids), hyper)
+        self._write_param_copy(param_copy, param)
+
+    @staticmethod
+    def _check_param_copy(param, param_copy) -> None:
+        """ValueError, before anything is written, unless ``param_copy`` is None or a
+        contiguous 1-D float16/bfloat16 array of param's shape."""
+        if param_copy is None:
+            return
+        dtype = np.dtype(param_copy.dtype)
+        if not (dtype == np.float16 or dtype.name == "bfloat16"):
+            raise ValueError(
+                f"param_copy must be float16 or bfloat16, got {param_copy.dtype}"
+            )
+        if param_copy.shape != param.shape or not param_copy.flags.c_contiguous:
+            raise ValueError(
+                f"param_copy must be a contiguous 1-D array of shape {param.shape}, "
+                f"got shape {param_copy.shape}"
+            )
+
+    @staticmethod
+    def _write_param_copy(param_copy, param) -> None:
+        if param_copy is not None:
+            param_copy[...] = param
 
     def _adapted(self, ratio, adapt):
         """The trust ratio where ``adapt`` is set (everywhere when None), else 1."""
