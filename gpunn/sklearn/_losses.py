@@ -18,18 +18,17 @@ OUTPUTS = ("softmax", "logistic", "identity", "exp")
 
 
 def output(backend, z, activation: str):
-    """The output activation applied to the raw outputs ``z`` ``(batch, k)``,
-    in place where it can be (``z`` is the network's own buffer)."""
+    """The output activation applied to the raw outputs ``z`` ``(batch, k)`` (a new
+    array; ``z`` is left as it is)."""
     xp = backend.xp
-    if activation == "softmax":  # scikit-learn's inplace_softmax
-        shifted = z - z.max(axis=1)[:, None]
-        xp.exp(shifted, out=z)
-        z /= z.sum(axis=1)[:, None]
-        return z
+    if activation == "softmax":  # scikit-learn's inplace_softmax, same operations
+        p = xp.exp(z - z.max(axis=1)[:, None])
+        p /= p.sum(axis=1)[:, None]
+        return p
     if activation == "logistic":
         return backend.sigmoid(z)
     if activation == "exp":
-        return xp.exp(z, out=z)
+        return xp.exp(z)
     return z
 
 
