@@ -494,3 +494,40 @@ def test_convergence_warning_as_in_sklearn():
     X, y = digits(n=60)
     with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(2\\)"):
         gs.MLPClassifier((5,), max_iter=2, device="cpu").fit(X, y)
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_steps_on_the_kernel_backend_match_numpy(
+    kernel_backend, reference, dtype, activation, solver
+):
+    """scikit-learn's steps (loss, backprop, L2, Adam or Nesterov SGD) on the
+    backend that runs gpunn's CUDA kernels (emulated on the CPU, or a GPU) follow
+    the NumPy reference over a few steps."""
+    from gpunn.sklearn import _optimizers
+    from gpunn.sklearn._base import glorot_uniform
+    from gpunn.sklearn._network import Network
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 6))
+    Y = np.eye(3)[rng.randint(0, 3, 40)]
+    pairs = [glorot_uniform(rng, a, b, activation, dtype) for a, b in ((6, 5), (5, 3))]
+    runs = []
+    for backend in (reference, kernel_backend):
+        net = Network([(6, 5), (5, 3)], activation, dtype, backend)
+        net.set_weights([c for c, _ in pairs], [b for _, b in pairs])
+        if solver == "adam":
+            opt = _optimizers.Adam(net, 0.05, 0.9, 0.999, 1e-8)
+        else:
+            opt = _optimizers.SGD(net, 0.2, "constant", 0.9, True, 0.5)
+        x, y = net.to_device(X), net.to_device(Y)
+        losses = []
+        for _ in range(4):
+            loss = net.gradient_(x, y, None, "log_loss", "softmax", 1e-2)
+            losses.append(float(backend.to_numpy(loss)))
+            opt.update_(backend.xp, net.params, net.grads, net.scratch)
+        runs.append((losses, net.get_weights()[0]))
+    rtol, atol = (1e-6, 1e-6) if dtype == np.float64 else (1e-4, 1e-3)
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=rtol, atol=atol)
+    for a, b in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
