@@ -107,9 +107,17 @@ class FitLoop:
         """Writes the training state (model, optimizer, generators, callbacks, this
         position) to ``path`` atomically, marked with the writer's ``run`` id. In a
         data-parallel run every rank calls it (the state gathers each rank's
-        generators); rank 0 writes."""
+        generators); rank 0 writes. ValueError, nothing written, when the
+        parameters, optimizer state or layer state hold NaN or infinity: resuming
+        would refuse the file, and keep_last would prune good ones for it."""
         states = callback_states(self.callbacks)
         tensors, state, model_json = run_state.capture(self.model, states, self)
+        bad = run_state.non_finite(self.model, tensors)
+        if bad:
+            raise ValueError(
+                f"cannot write checkpoint {path}: {bad} contain NaN or infinity "
+                "(fit(resume_from=...) would refuse it); nothing is written"
+            )
         if distributed.is_primary():
             training_state.write(path, tensors, state, model_json, run)
 

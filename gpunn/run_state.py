@@ -64,6 +64,20 @@ def capture(model, callbacks: dict, loop=None) -> tuple[dict, dict, str | None]:
     return tensors, state, _model_json(model, tensors)
 
 
+def non_finite(model, tensors: dict) -> list[str]:
+    """The names of the parameters, optimizer buffers and real layer state among
+    ``tensors`` (as :func:`capture` gives them) holding NaN or infinity: what a
+    resume refuses."""
+    keys = [s.key for s in model.arena.slots]
+    keys += [f"optimizer.{name}" for name in model.optimizer.state]
+    keys += list(model.get_state())
+    return [
+        key
+        for key in keys
+        if tensors[key].dtype.kind == "f" and not np.isfinite(tensors[key]).all()
+    ]
+
+
 def _model_json(model, tensors: dict) -> str | None:
     """The ``"gpunn.model"`` entry that lets ``gpunn.load`` open the checkpoint as
     a model, or None when load could not (the checkpoint still resumes)."""

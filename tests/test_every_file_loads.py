@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpunn
+from gpunn.callbacks import Callback
+from gpunn.checkpointing import ModelCheckpoint
 from gpunn.errors import CheckpointError
 from gpunn.layers import Activation, BatchNorm, Dense, Layer
 from gpunn.persistence.safetensors import read_file, write_file
@@ -130,3 +132,28 @@ def test_custom_layers_keep_the_rule():
 
     with pytest.raises(ValueError, match="'.'"):
         Twice(name="a.b")
+
+
+class Spoil(Callback):
+    """Puts NaN into the first parameter at the end of epoch ``epoch`` (before the
+    checkpoint saves: ModelCheckpoint runs last), as a diverged run would."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.arena.params[0] = np.nan
+
+
+def test_a_checkpoint_resume_would_refuse_is_not_written(tmp_path):
+    """A checkpoint of NaN parameters would not resume, and keep_last would have
+    deleted the last good one for it: it is refused, nothing written or pruned."""
+    model = trained(Dense(4), Dense(2), input_dim=3)
+    model.check_finite = False
+    save = ModelCheckpoint(tmp_path / "c{epoch}.st", keep_last=1)
+    with pytest.raises(ValueError, match=r"dense_0.kernel.*NaN or infinity"):
+        model.fit(X, Y, epochs=3, batch_size=8, verbose=0, callbacks=[Spoil(1), save])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c1.st"]
+    resumed = trained(Dense(4), Dense(2), input_dim=3)
+    resumed.fit(X, Y, epochs=2, batch_size=8, verbose=0, resume_from=tmp_path / "c1.st")
