@@ -416,7 +416,10 @@ class Sequential:
                 callbacks (matched by ``state_key``: class and what they watch or
                 write, in any order) to resume theirs. A
                 checkpoint that does not fit the model, optimizer or dtype raises
-                CheckpointError with the model untouched. Default: None.
+                CheckpointError with the model untouched; ``epochs`` at or below
+                the checkpoint's epoch raises ValueError (nothing to train). A
+                checkpoint written after a callback stopped training resumes and
+                trains on. Default: None.
 
         Returns: the :class:`~gpunn.callbacks.History` (with the checkpoint's earlier
         epochs when resuming).
