@@ -237,3 +237,25 @@ def test_scikit_learns_own_mlp_tests_pass_under_the_runner():
     assert result.returncode == 0, result.stdout[-3000:]
     assert " failed" not in result.stdout
     assert "calls ran on gpunn, 0 on scikit-learn" in result.stderr
+
+
+def test_without_scikit_learn_the_errors_name_the_extra():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["sklearn"] = None  # as if scikit-learn were not installed
+        import gpunn, gpunn.accel
+        for action in (gpunn.accel.install, lambda: __import__("gpunn.sklearn")):
+            try:
+                action()
+            except ImportError as exc:
+                print(exc)
+        """
+    )
+    result = run("-c", code)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [
+        'gpunn.accel needs scikit-learn: pip install "gpunn[sklearn]"',
+        'gpunn.sklearn needs scikit-learn: pip install "gpunn[sklearn]"',
+    ]

@@ -38,8 +38,12 @@ def install(dtype: str | None = None, max_dense_bytes: int | None = None) -> Non
         max_dense_bytes: sparse input whose dense copy would be larger runs on
             scikit-learn. Default: None (keep the current value, 2 GiB at start).
     """
-    import sklearn.neural_network as target
-
+    try:
+        import sklearn.neural_network as target
+    except ImportError as exc:
+        raise ImportError(
+            'gpunn.accel needs scikit-learn: pip install "gpunn[sklearn]"'
+        ) from exc
     from gpunn.accel import _proxies
 
     if dtype not in (None, "float32", "float64"):
