@@ -15,6 +15,18 @@ class InvalidInputError(GpunnError, ValueError):
     size or values (e.g. ``X`` not 2-D, ``len(X) != len(y)``, NaN in ``X``)."""
 
 
+class ArgumentError(GpunnError, ValueError):
+    """An argument of the public API has a value out of its range: a hyperparameter
+    (``lr=-1``), a setting (``batch_size=0``), an option of ``fit``. The message
+    names the argument, the expected range and the value got."""
+
+
+class ArgumentTypeError(GpunnError, TypeError):
+    """An argument of the public API, or an array given to it, has the wrong type
+    (``epochs="2"``, ``shuffle="no"``, a string array for ``X``). The message names
+    the argument, the expected type and the type got."""
+
+
 class LabelError(InvalidInputError):
     """Class labels out of ``[0, n_classes)``, fractional, or not finite."""
 

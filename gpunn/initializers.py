@@ -28,6 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from gpunn.errors import ArgumentError, ArgumentTypeError
+
 
 class Initializer:
     """Base class: subclasses implement ``sample(shape, rng, fan_in, fan_out)``."""
@@ -58,7 +60,7 @@ class Constant(Initializer):
 class Normal(Initializer):
     def __init__(self, mean: float = 0.0, std: float = 0.05):
         if not std >= 0:
-            raise ValueError(f"std must be >= 0, got {std}")
+            raise ArgumentError(f"std must be >= 0, got {std}")
         self.mean, self.std = float(mean), float(std)
 
     def sample(self, shape, rng, fan_in, fan_out):
@@ -70,7 +72,7 @@ class Uniform(Initializer):
 
     def __init__(self, limit: float | None = None):
         if limit is not None and not limit >= 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+            raise ArgumentError(f"limit must be >= 0, got {limit}")
         self.limit = limit
 
     def sample(self, shape, rng, fan_in, fan_out):
@@ -102,7 +104,7 @@ class Orthogonal(Initializer):
 
     def sample(self, shape, rng, fan_in, fan_out):
         if len(shape) < 2:
-            raise ValueError(f"orthogonal needs a shape of >= 2 dims, got {shape}")
+            raise ArgumentError(f"orthogonal needs a shape of >= 2 dims, got {shape}")
         rows, cols = shape[0], math.prod(shape[1:])
         a = rng.standard_normal((max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(a)
@@ -178,7 +180,7 @@ def get(init, argument: str = "initializer") -> Initializer:
         return init()
     if isinstance(init, str):
         if init not in _BY_NAME:
-            raise ValueError(
+            raise ArgumentError(
                 f"{argument} must be one of {sorted(_BY_NAME)} or a callable, "
                 f"got {init!r}"
             )
@@ -186,7 +188,7 @@ def get(init, argument: str = "initializer") -> Initializer:
     if callable(init):
         _check_plain_signature(init, argument)
         return _Plain(init)
-    raise TypeError(
+    raise ArgumentTypeError(
         f"{argument} must be a name or a callable, got {type(init).__name__}"
     )
 
@@ -195,6 +197,8 @@ def _check_plain_signature(fn, argument: str) -> None:
     try:
         inspect.signature(fn).bind(None, None)
     except TypeError:
-        raise TypeError(f"{argument} callable must accept (shape, rng)") from None
+        raise ArgumentTypeError(
+            f"{argument} callable must accept (shape, rng)"
+        ) from None
     except ValueError:  # builtins without a signature: trust them
         pass

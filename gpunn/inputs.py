@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.errors import InvalidInputError
+from gpunn.errors import ArgumentTypeError, InvalidInputError
 
 
-def _host_or_device(x):
-    return x if hasattr(x, "__cuda_array_interface__") else np.asarray(x)
+def host_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with NumPy's error on a ragged nested list (or an object
+    it cannot read) raised as InvalidInputError naming ``name``."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(
+            f"{name} must be an array of numbers (rows of equal length), got a "
+            f"{type(x).__name__} NumPy cannot read as one: {exc}"
+        ) from None
+
+
+def _host_or_device(x, name: str):
+    return x if hasattr(x, "__cuda_array_interface__") else host_array(x, name)
 
 
 def _check_kind(name: str, x) -> None:
     if x.dtype.kind not in "biuf":
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} must hold real numbers (bool, int or float), got dtype {x.dtype}"
         )
 
@@ -34,7 +46,7 @@ def features(backend, X, dtype, n_features: int | None, name: str = "X"):
     than ``n_features``, NaN or infinity (also after the cast); TypeError for
     non-numeric dtypes or an array on the wrong device.
     """
-    X = _host_or_device(X)
+    X = _host_or_device(X, name)
     _check_kind(name, X)
     if X.ndim != 2:
         raise InvalidInputError(
@@ -57,7 +69,7 @@ def features(backend, X, dtype, n_features: int | None, name: str = "X"):
 
 def values(backend, x, dtype, name: str):
     """Validates any real array (no shape rule) and returns it on ``backend``."""
-    x = _host_or_device(x)
+    x = _host_or_device(x, name)
     _check_kind(name, x)
     with np.errstate(over="ignore"):
         out = backend.asarray(x, dtype=dtype)
@@ -79,7 +91,7 @@ def check_finite(backend, x, name: str) -> None:
 def targets(backend, y, loss, n_outputs: int, n_samples: int, dtype, name: str = "y"):
     """Validates targets against the loss and the number of samples; returns them on
     ``backend`` in the loss's form (int64 labels or ``dtype`` values)."""
-    y = _host_or_device(y)
+    y = _host_or_device(y, name)
     if hasattr(y, "__cuda_array_interface__"):
         y = backend.to_numpy(backend.asarray(y))
     _check_kind(name, y)
@@ -147,7 +159,7 @@ def sample_weights(backend, w, n_samples: int, dtype, name: str = "sample_weight
     Returns them on ``backend`` in ``dtype`` (None stays None)."""
     if w is None:
         return None
-    w = _host_or_device(w)
+    w = _host_or_device(w, name)
     if hasattr(w, "__cuda_array_interface__"):
         w = backend.to_numpy(backend.asarray(w))
     _check_kind(name, w)

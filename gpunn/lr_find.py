@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpunn.checks import check_int, check_real
+from gpunn.errors import ArgumentError
 from gpunn.training import check_batch_size, check_batches
 
 
@@ -79,7 +80,9 @@ def lr_find(
 ) -> LRFinderResult:
     """Runs the LR range test on a compiled model; see :meth:`Sequential.lr_find`."""
     start = check_real("start", start, lo=0, lo_open=True)
-    end = check_real("end", end, lo=start, lo_open=True)
+    end = check_real("end", end)
+    if end <= start:
+        raise ArgumentError(f"end must be > start ({start:g}), got {end:g}")
     steps = check_int("steps", steps, 2)
     batch_size = check_batch_size(batch_size)
     smoothing = check_real("smoothing", smoothing, 0, 1, hi_open=True)

@@ -25,6 +25,7 @@ import numpy as np
 
 from gpunn import losses as losses_lib
 from gpunn.checks import check_int
+from gpunn.errors import ArgumentError
 
 CLASSIFICATION = ("multiclass", "binary")
 
@@ -52,7 +53,7 @@ class Metric:
                 ("regression",): "a regression loss (mse, mae, huber, gaussian_nll, "
                 "mdn)",
             }
-            raise ValueError(
+            raise ArgumentError(
                 f"metric {self.name!r} needs {kinds[self.tasks]}, got the "
                 f"{loss.name} loss ({loss.task})"
             )
@@ -283,7 +284,7 @@ def get(metric, loss) -> Metric:
         _BY_NAME.get(_ALIASES.get(metric, metric)) if isinstance(metric, str) else None
     )
     if cls is None:
-        raise ValueError(
+        raise ArgumentError(
             f"metrics must name one of {names()} (or an alias: {sorted(_ALIASES)}) "
             f"or be a Metric, got {metric!r}"
         )

@@ -9,8 +9,8 @@ from gpunn import faults, guards, inputs, losses, optim, training
 from gpunn import metrics as metrics_lib
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
-from gpunn.checks import check_int
-from gpunn.errors import NotBuiltError
+from gpunn.checks import check_bool, check_callable, check_int, check_path
+from gpunn.errors import ArgumentError, ArgumentTypeError, NotBuiltError
 from gpunn.layers.activations import Activation
 from gpunn.layers.base import Layer
 from gpunn.layers.dense import Dense
@@ -68,8 +68,12 @@ class Sequential:
         seed: int | None = None,
         tf32: bool = False,
     ):
+        if isinstance(layers, (str, bytes, Layer)) or not hasattr(layers, "__iter__"):
+            raise ArgumentTypeError(
+                f"layers must be a list of gpunn Layers, got {type(layers).__name__}"
+            )
         self.backend = get_backend(backend)
-        self.tf32 = bool(tf32)
+        self.tf32 = check_bool("tf32", tf32)
         self.dtype = _model_dtype(dtype)
         if seed is None:  # drawn from the OS, never from a global RNG; recorded
             seed = int(np.random.SeedSequence().entropy % 2**63)
@@ -89,7 +93,9 @@ class Sequential:
     # ----------------------------------------------------------------- building
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
-            raise TypeError(f"layers must be gpunn Layers, got {type(layer).__name__}")
+            raise ArgumentTypeError(
+                f"layers must be gpunn Layers, got {type(layer).__name__}"
+            )
         if self.built:
             raise RuntimeError("cannot add a layer to a model that is already built")
         guards.check_free(self, [*self.layers, layer])
@@ -109,10 +115,10 @@ class Sequential:
                 f"model is already built with input_dim={self.input_dim}"
             )
         if not self.layers:
-            raise ValueError("a Sequential model needs at least one layer")
+            raise ArgumentError("a Sequential model needs at least one layer")
         guards.check_free(self, self.layers)
         if self.optimizer is not None and self.optimizer.arena is not None:
-            raise ValueError(_taken(self.optimizer))
+            raise ArgumentError(_taken(self.optimizer))
         with guards.undo_on_error(self):
             self._build(input_dim)
         guards.claim(self)
@@ -140,7 +146,7 @@ class Sequential:
     def _name_layers(self) -> None:
         taken = {layer.name for layer in self.layers if layer.name}
         if len(taken) != sum(1 for layer in self.layers if layer.name):
-            raise ValueError("layer names must be unique within a model")
+            raise ArgumentError("layer names must be unique within a model")
         for i, layer in enumerate(self.layers):
             if not layer.name:
                 layer.name = f"{type(layer).__name__.lower()}_{i}"
@@ -174,11 +180,17 @@ class Sequential:
         loss = losses.get(loss)
         if metrics is DEFAULT_METRICS and loss.task == "regression":
             metrics = ()
-        metrics = (metrics,) if isinstance(metrics, str) else metrics
+        if isinstance(metrics, (str, metrics_lib.Metric)):
+            metrics = (metrics,)
+        if not isinstance(metrics, (list, tuple)):
+            raise ArgumentTypeError(
+                "metrics must be a list of metric names or Metric objects, got "
+                f"{type(metrics).__name__}"
+            )
         found = [metrics_lib.get(m, loss) for m in metrics]
         optimizer = optim.get(optimizer)
         if optimizer.arena is not None and optimizer.arena is not self.arena:
-            raise ValueError(_taken(optimizer))
+            raise ArgumentError(_taken(optimizer))
         if self.built:
             optimizer.bind(self.arena)
         self.loss, self.metrics, self.optimizer = loss, found, optimizer
@@ -221,7 +233,7 @@ class Sequential:
             raise NotBuiltError("call model.compile(loss, optimizer) before training")
         bound = self.optimizer.arena
         if bound is not None and bound is not self.arena:
-            raise ValueError(_taken(self.optimizer))
+            raise ArgumentError(_taken(self.optimizer))
 
     # ----------------------------------------------------------------- compute
     def forward(self, x, training: bool = False):
@@ -527,21 +539,24 @@ class Sequential:
     def set_weights(self, weights) -> None:
         """Sets every parameter from NumPy arrays in :meth:`get_weights` order."""
         arena = self._require_built()
-        weights = list(weights)
+        if not isinstance(weights, (list, tuple)):
+            raise ArgumentTypeError(
+                f"weights must be a list of {len(arena.slots)} arrays, got "
+                f"{type(weights).__name__}"
+            )
         if len(weights) != len(arena.slots):
-            raise ValueError(
+            raise ArgumentError(
                 f"weights must be a list of {len(arena.slots)} arrays, got {len(weights)}"
             )
         arrays = []
         for slot, w in zip(arena.slots, weights):
-            w = np.asarray(w)
+            name = f"weights for {slot.key}"
+            w = inputs.values(self.backend, w, self.dtype, name)
             if w.shape != slot.shape:
-                raise ValueError(
-                    f"weights for {slot.key} must have shape {slot.shape}, got {w.shape}"
+                raise ArgumentError(
+                    f"{name} must have shape {slot.shape}, got {w.shape}"
                 )
-            arrays.append(
-                inputs.values(self.backend, w, self.dtype, f"weights for {slot.key}")
-            )
+            arrays.append(w)
         for slot, w in zip(arena.slots, arrays):
             arena.view(arena.params, slot)[...] = w
 
@@ -558,9 +573,13 @@ class Sequential:
     def set_state(self, state: dict) -> None:
         """Restores what :meth:`get_state` returned (every entry, nothing else)."""
         self._require_built()
+        if not isinstance(state, dict):
+            raise ArgumentTypeError(
+                f"state must be a dict like get_state()'s, got {type(state).__name__}"
+            )
         expected = set(self.get_state())
         if set(state) != expected:
-            raise ValueError(
+            raise ArgumentError(
                 f"state must have the entries {sorted(expected)}, got {sorted(state)}"
             )
         previous = self.get_state()
@@ -579,7 +598,7 @@ class Sequential:
         mode). Builds the model from ``X``'s width if needed."""
         adaptable = [layer for layer in self.layers if layer.adaptable]
         if not adaptable:
-            raise ValueError(
+            raise ArgumentError(
                 "the model has no adaptable layer (Standardize, Whiten) to adapt"
             )
         X = self._inputs(X)
@@ -617,6 +636,7 @@ class Sequential:
                 nothing is written.
             OSError: the write failed; an existing file at ``path`` is intact.
         """
+        check_path("path", path)
         arena = self._require_built()
         weights = {
             slot.key: self.backend.to_numpy(arena.view(arena.params, slot))
@@ -669,7 +689,7 @@ class Sequential:
     def summary(self, print_fn=print) -> str:
         """Prints (and returns) a table of layers, output widths, parameter counts and
         forward FLOPs per sample."""
-        return training.summary_table(self, print_fn)
+        return training.summary_table(self, check_callable("print_fn", print_fn))
 
 
 def _taken(optimizer) -> str:
@@ -686,10 +706,10 @@ def _part(state: dict, layer) -> dict:
 
 
 def _model_dtype(dtype) -> np.dtype:
-    try:
-        found = np.dtype(dtype)
+    try:  # None is refused: NumPy would read it as float64
+        found = None if dtype is None else np.dtype(dtype)
     except TypeError:
         found = None
     if found is None or found.name not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        raise ArgumentError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     return found

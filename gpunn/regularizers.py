@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from gpunn.checks import check_real
+from gpunn.errors import ArgumentError
 
 
 class Regularizer:
@@ -114,7 +115,7 @@ def get(regularizer, argument: str = "regularizer") -> Regularizer | None:
     if isinstance(regularizer, dict) and regularizer.get("name") in _BY_NAME:
         config = {k: v for k, v in regularizer.items() if k != "name"}
         return _BY_NAME[regularizer["name"]](**config)
-    raise ValueError(
+    raise ArgumentError(
         f"{argument} must be one of {names()}, a Regularizer, a config dict with "
         f"one of those names, or None, got {regularizer!r}"
     )

@@ -23,6 +23,7 @@ import numbers
 from collections.abc import Callable, Mapping
 
 from gpunn.checks import check_int, check_real
+from gpunn.errors import ArgumentError, ArgumentTypeError
 
 
 class Schedule:
@@ -213,7 +214,7 @@ class Warmup(Schedule):
         if isinstance(after, numbers.Real) and not isinstance(after, bool):
             after = Constant(after)
         if not callable(after):
-            raise TypeError(
+            raise ArgumentTypeError(
                 "after must be a schedule (a callable step -> lr) or a float, got "
                 f"{type(after).__name__}"
             )
@@ -282,12 +283,12 @@ def get(name, **kwargs) -> Schedule:
         return name
     cls = _BY_NAME.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"schedule must be one of {sorted(_BY_NAME)}, got {name!r}")
+        raise ArgumentError(f"schedule must be one of {sorted(_BY_NAME)}, got {name!r}")
     params = inspect.signature(cls).parameters
     unknown = sorted(set(kwargs) - set(params))
     missing = [p for p, v in params.items() if v.default is v.empty and p not in kwargs]
     if unknown or missing:
-        raise ValueError(
+        raise ArgumentError(
             f"schedule {cls.name!r} takes arguments {list(params)}; got unknown "
             f"{unknown} and missing {missing}"
         )
@@ -297,7 +298,7 @@ def get(name, **kwargs) -> Schedule:
 def from_config(config: Mapping) -> Schedule:
     """Rebuilds a schedule from ``schedule.get_config()`` (nested schedules too)."""
     if not isinstance(config, Mapping) or "name" not in config:
-        raise ValueError(
+        raise ArgumentError(
             f"config must be a dict with a 'name' key (from get_config()), got {config!r}"
         )
     kwargs = {k: v for k, v in config.items() if k != "name"}
@@ -305,7 +306,7 @@ def from_config(config: Mapping) -> Schedule:
     if isinstance(after, Mapping):
         kwargs["after"] = from_config(after)
     elif isinstance(after, str):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"cannot rebuild {config['name']!r}: its schedule was a plain callable, "
             f"recorded as {after}; use a gpunn.schedules schedule"
         )

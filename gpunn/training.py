@@ -14,7 +14,8 @@ import numpy as np
 from gpunn import distributed, faults
 from gpunn.callbacks import CallbackList, History
 from gpunn.checkpointing import FitLoop
-from gpunn.checks import check_int, check_real
+from gpunn.checks import check_bool, check_int, check_path, check_real
+from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.progress import Progress
 
 __all__ = ["History", "evaluate", "fit"]
@@ -34,7 +35,7 @@ def check_batches(model, n: int, batch_size: int, ranks: int = 1) -> None:
     shard = max(smallest // ranks, 1)  # a rank given no rows skips the batch
     if shard < need:
         per = f" ({ranks} ranks: {shard} per rank)" if ranks > 1 else ""
-        raise ValueError(
+        raise ArgumentError(
             f"batch_size={batch_size} with {n} training samples leaves a batch of "
             f"{smallest} sample(s){per}, but layer {layer.name} "
             f"({type(layer).__name__}) needs at least {need} per batch in training; "
@@ -98,7 +99,7 @@ def _split(model, data, validation_data, validation_split):
         "validation_split", validation_split, 0, 1, hi_open=True
     )
     if validation_split and validation_data is not None:
-        raise ValueError("pass validation_data or validation_split, not both")
+        raise ArgumentError("pass validation_data or validation_split, not both")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(
             validation_data
@@ -106,7 +107,7 @@ def _split(model, data, validation_data, validation_split):
             2,
             3,
         ):
-            raise ValueError(
+            raise ArgumentError(
                 "validation_data must be (X_val, y_val) or (X_val, y_val, "
                 f"sample_weight_val), got {type(validation_data).__name__}"
             )
@@ -117,7 +118,7 @@ def _split(model, data, validation_data, validation_split):
     n = len(data[0])
     cut = n - int(n * validation_split)  # the last samples, as in Keras
     if cut in (0, n):
-        raise ValueError(
+        raise ArgumentError(
             f"validation_split={validation_split} leaves no samples for training or "
             f"validation with {n} samples"
         )
@@ -159,12 +160,15 @@ def fit(
     """
     epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
     accumulate_steps = check_int("accumulate_steps", accumulate_steps, 1)
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    shuffle = check_bool("shuffle", shuffle)
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ArgumentError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"callbacks must be a list of Callbacks, got {type(callbacks).__name__}"
         )
+    if resume_from is not None:
+        check_path("resume_from", resume_from)
     data = model._dataset(X, y, sample_weight)
     data, val = _split(model, data, validation_data, validation_split)
     dp = distributed.data_parallel(model)

@@ -237,3 +237,119 @@ def test_values_overflowing_the_model_dtype_are_refused_before_any_step(
         CALLS[call](model, X, y, w)
     assert_unchanged(model, before)
     make(backend, "float64", loss).train_step(X, y, w)  # fine in float64
+
+
+# ------------------------------------------------------------------ gpunn errors
+def _fresh():
+    return make("cpu")
+
+
+def _unbuilt():
+    model = gpunn.Sequential([Dense(3)], seed=0)
+    model.compile("softmax_cross_entropy", "adam")
+    return model
+
+
+# (call, pattern naming the argument and the value or type got)
+ARGUMENT_ERRORS = {
+    "Sequential(5)": (lambda: gpunn.Sequential(5), "layers must be a list.*int"),
+    "Sequential(Dense)": (
+        lambda: gpunn.Sequential(Dense(3)),
+        "layers must be a list.*Dense",
+    ),
+    "dtype=None": (
+        lambda: gpunn.Sequential([Dense(3)], dtype=None),
+        "dtype must be one of.*None",
+    ),
+    "tf32='yes'": (
+        lambda: gpunn.Sequential([Dense(3)], tf32="yes"),
+        "tf32 must be True or False, got 'yes'",
+    ),
+    "compile metrics=5": (
+        lambda: _fresh().compile("softmax_cross_entropy", "adam", 5),
+        "metrics must be a list.*int",
+    ),
+    "ragged X": (
+        lambda: _unbuilt().fit([[1.0, 2.0], [3.0]], [0, 1], verbose=0),
+        "X must be an array of numbers.*list",
+    ),
+    "ragged y": (
+        lambda: _unbuilt().fit(np.ones((2, 2)), [[0], [1, 2]], verbose=0),
+        "y must be an array of numbers.*list",
+    ),
+    "ragged validation X": (
+        lambda: _fresh().fit(
+            *blobs(), validation_data=([[1.0], [1.0, 2.0]], [0, 1]), verbose=0
+        ),
+        r"validation_data\[0\] must be an array of numbers",
+    ),
+    "shuffle='no'": (
+        lambda: _fresh().fit(*blobs(), shuffle="no", verbose=0),
+        "shuffle must be True or False, got 'no'",
+    ),
+    "verbose=True": (
+        lambda: _fresh().fit(*blobs(), verbose=True),
+        "verbose must be 0, 1 or 2, got True",
+    ),
+    "resume_from=123": (
+        lambda: _fresh().fit(*blobs(), resume_from=123, verbose=0),
+        "resume_from must be a file path.*123.*int",
+    ),
+    "set_weights(5)": (
+        lambda: _fresh().set_weights(5),
+        "weights must be a list of 4 arrays, got int",
+    ),
+    "set_weights(strings)": (
+        lambda: _fresh().set_weights(["a"] * 4),
+        r"weights for dense_0.kernel must hold real numbers.*got dtype <U1",
+    ),
+    "set_state(5)": (lambda: _fresh().set_state(5), "state must be a dict.*int"),
+    "save(5)": (lambda: _fresh().save(5), "path must be a file path.*int"),
+    "summary(print_fn=5)": (
+        lambda: _fresh().summary(5),
+        "print_fn must be callable, got 5",
+    ),
+    "X strings": (
+        lambda: _fresh().predict(np.full((2, 5), "a")),
+        "X must hold real numbers.*<U1",
+    ),
+    "use_bias='no'": (
+        lambda: Dense(3, use_bias="no"),
+        "use_bias must be True or False, got 'no'",
+    ),
+    "amsgrad='yes'": (
+        lambda: optim.Adam(amsgrad="yes"),
+        "amsgrad must be True or False, got 'yes'",
+    ),
+    "lr='a'": (lambda: optim.Adam("a"), "lr must be a real number, got str"),
+    "epochs='2'": (
+        lambda: _fresh().fit(*blobs(), epochs="2", verbose=0),
+        "epochs must be an int >= 1, got '2'",
+    ),
+    "schedule total_steps=0": (
+        lambda: gpunn.schedules.get("cosine", lr=0.1, total_steps=0),
+        "total_steps must be an int >= 1, got 0",
+    ),
+    "loss name": (lambda: _fresh().compile("nope"), "loss must be one of.*'nope'"),
+    "activation": (
+        lambda: Dense(3, activation=5),
+        "activation must be a name.*int",
+    ),
+    "backend": (lambda: gpunn.Sequential([Dense(3)], backend="tpu"), "'tpu'"),
+    "test_size='a'": (
+        lambda: gpunn.datasets.train_test_split(*blobs(), "a"),
+        "test_size must be a real number, got str",
+    ),
+    "lr_find end < start": (
+        lambda: _fresh().lr_find(*blobs(), start=1.0, end=0.1),
+        r"end must be > start \(1\), got 0.1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARGUMENT_ERRORS))
+def test_every_input_error_is_a_gpunn_error_naming_the_argument(case):
+    call, pattern = ARGUMENT_ERRORS[case]
+    with pytest.raises(gpunn.GpunnError, match=pattern) as info:
+        call()
+    assert isinstance(info.value, (ValueError, TypeError))  # builtins still catch

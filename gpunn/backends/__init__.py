@@ -13,7 +13,7 @@ import logging
 import os
 
 from gpunn.backends.numpy_backend import NumpyBackend
-from gpunn.errors import BackendUnavailableError
+from gpunn.errors import ArgumentError, BackendUnavailableError
 
 __all__ = ["BACKEND_NAMES", "ENV_VAR", "NumpyBackend", "get_backend", "gpu_status"]
 
@@ -63,7 +63,7 @@ def get_backend(backend=None) -> NumpyBackend:
         backend, source = os.environ.get(ENV_VAR) or "auto", f"env {ENV_VAR}"
     name = backend.lower() if isinstance(backend, str) else backend
     if name not in BACKEND_NAMES:
-        raise ValueError(
+        raise ArgumentError(
             f"{source} must be one of {', '.join(BACKEND_NAMES)}, got {backend!r}"
         )
     if name == "cpu":

@@ -28,6 +28,7 @@ from gpunn.backends.ops_layers import LayerOps
 from gpunn.backends.ops_losses import LossOps
 from gpunn.backends.ops_metrics import MetricOps
 from gpunn.backends.ops_optim import OptimOps
+from gpunn.errors import ArgumentTypeError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -47,7 +48,7 @@ class NumpyBackend(FusedOps, LayerOps, LossOps, MetricOps, OptimOps):
     def asarray(self, x, dtype=None):
         """Moves ``x`` to this backend (a no-op for arrays already here)."""
         if hasattr(x, "__cuda_array_interface__"):
-            raise TypeError(
+            raise ArgumentTypeError(
                 "got a GPU (CuPy) array but this model runs on the CPU backend; "
                 "pass x.get() or build the model with backend='gpu'"
             )

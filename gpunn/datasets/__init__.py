@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gpunn.checks import check_real
+from gpunn.errors import ArgumentError
+
 __all__ = ["load_digits", "load_file", "standardize", "train_test_split"]
 
 
@@ -33,7 +36,7 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             missing = {"X", "y"} - set(data.files)
             if missing:
-                raise ValueError(
+                raise ArgumentError(
                     f"{path} must hold arrays 'X' and 'y', missing {sorted(missing)} "
                     f"(found {sorted(data.files)})"
                 )
@@ -44,12 +47,12 @@ def load_file(path) -> tuple[np.ndarray, np.ndarray]:
         header = any(c.isalpha() and c not in "eE" for c in first)
         table = np.loadtxt(path, delimiter=",", skiprows=int(header), ndmin=2)
         if table.shape[1] < 2:
-            raise ValueError(
+            raise ArgumentError(
                 f"{path} needs at least 2 columns (features, label), "
                 f"got {table.shape[1]}"
             )
         return table[:, :-1], table[:, -1]
-    raise ValueError(f"path must end in .npz or .csv, got {path.name!r}")
+    raise ArgumentError(f"path must end in .npz or .csv, got {path.name!r}")
 
 
 def train_test_split(
@@ -64,11 +67,10 @@ def train_test_split(
     """
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y):
-        raise ValueError(
+        raise ArgumentError(
             f"X and y must have the same length, got {len(X)} and {len(y)}"
         )
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    test_size = check_real("test_size", test_size, 0, 1, lo_open=True, hi_open=True)
     rng = np.random.default_rng(seed)
     if stratify:
         test = np.concatenate(
@@ -82,7 +84,7 @@ def train_test_split(
     else:
         test = rng.permutation(len(X))[: round(len(X) * test_size)]
     if len(test) in (0, len(X)):
-        raise ValueError(
+        raise ArgumentError(
             f"test_size={test_size} leaves an empty part of {len(X)} samples"
         )
     mask = np.zeros(len(X), dtype=bool)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from gpunn.backends.special import gelu_is_tanh
 from gpunn.checks import check_real
+from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.layers.base import Layer
 
 
@@ -77,14 +78,14 @@ class Activation(Layer):
     def __init__(self, activation: str, name: str | None = None, **options):
         super().__init__(name)
         if activation not in _OPS:
-            raise ValueError(
+            raise ArgumentError(
                 f"activation must be one of {activation_names()}, got {activation!r}"
             )
         spec = _OPS[activation]
         defaults = dict(spec.options)
         unknown = sorted(set(options) - set(defaults))
         if unknown:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"activation {activation!r} takes the options {sorted(defaults)}, "
                 f"got {unknown}"
             )
@@ -142,7 +143,7 @@ def get(activation) -> Activation | None:
     if isinstance(activation, dict):
         options = dict(activation)
         return Activation(options.pop("activation", None), **options)
-    raise TypeError(
+    raise ArgumentTypeError(
         "activation must be a name, a config dict or an Activation, "
         f"got {type(activation).__name__}"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from gpunn import initializers, regularizers
 from gpunn.arena import ParamSpec
 from gpunn.backends.ops_fused import FUSABLE
+from gpunn.checks import check_bool
+from gpunn.errors import ArgumentError
 from gpunn.layers import activations
 from gpunn.layers.base import Layer
 
@@ -46,9 +48,9 @@ class Dense(Layer):
     ):
         super().__init__(name)
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-            raise ValueError(f"units must be a positive int, got {units!r}")
+            raise ArgumentError(f"units must be a positive int, got {units!r}")
         self.units = units
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool("use_bias", use_bias)
         self.kernel_init = initializers.get(kernel_init, "kernel_init")
         self.bias_init = initializers.get(bias_init, "bias_init")
         self._init_args = (kernel_init, bias_init)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.arena import ParamSpec
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
+from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.layers.base import Layer
 
 
@@ -21,20 +22,24 @@ def check_state(layer: Layer, state, shapes: dict) -> dict:
     kind = type(layer).__name__
     if not isinstance(state, dict) or set(state) != set(shapes):
         got = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{kind} state needs the entries {sorted(shapes)}, got {got}")
+        raise ArgumentError(
+            f"{kind} state needs the entries {sorted(shapes)}, got {got}"
+        )
     out = {}
     for name, shape in shapes.items():
         value = np.asarray(state[name])
         if value.dtype.kind not in "biuf":
-            raise TypeError(f"{kind} state {name!r} must be real, got {value.dtype}")
+            raise ArgumentTypeError(
+                f"{kind} state {name!r} must be real, got {value.dtype}"
+            )
         if value.shape != tuple(shape):
-            raise ValueError(
+            raise ArgumentError(
                 f"{kind} state {name!r} must have shape {tuple(shape)}, "
                 f"got {value.shape}"
             )
         value = value.astype(np.float64)
         if not np.isfinite(value).all():
-            raise ValueError(f"{kind} state {name!r} contains NaN or infinity")
+            raise ArgumentError(f"{kind} state {name!r} contains NaN or infinity")
         out[name] = value
     return out
 
@@ -45,7 +50,7 @@ def state_width(layer: Layer, state, name: str) -> int:
     shape = np.shape(state[name]) if isinstance(state, dict) and name in state else None
     if shape is None or len(shape) != 1:
         got = "no such entry" if shape is None else f"shape {shape}"
-        raise ValueError(
+        raise ArgumentError(
             f"{type(layer).__name__} state needs a 1-D entry {name!r}, got {got}"
         )
     return shape[0]
@@ -93,7 +98,7 @@ class BatchNorm(Layer):
             momentum = check_real("momentum", momentum, 0, 1)
         self.momentum = momentum
         self.eps = check_real("eps", eps, 0, lo_open=True)
-        self.affine = bool(affine)
+        self.affine = check_bool("affine", affine)
         self.num_batches_tracked = 0
         self._host: dict | None = None  # running stats until they are on the device
         self._running: dict | None = None  # device {"mean", "var"} in the model dtype
@@ -102,7 +107,7 @@ class BatchNorm(Layer):
 
     def build(self, n_in, rng):
         if self._host is not None and len(self._host["running_mean"]) != n_in:
-            raise ValueError(
+            raise ArgumentError(
                 f"{type(self).__name__} state has {len(self._host['running_mean'])} "
                 f"features, but the layer input has {n_in}"
             )
@@ -151,7 +156,7 @@ class BatchNorm(Layer):
                 x, gamma, beta, stats["mean"], stats["var"], self.eps
             )
         if x.shape[0] < 2:
-            raise ValueError(
+            raise ArgumentError(
                 "Expected more than 1 value per channel when training, got input of "
                 f"shape {tuple(x.shape)}"
             )
@@ -248,9 +253,9 @@ class BatchNorm(Layer):
         )
         count = found.pop("num_batches_tracked")
         if (found["running_var"] < 0).any():
-            raise ValueError("BatchNorm state 'running_var' must be >= 0")
+            raise ArgumentError("BatchNorm state 'running_var' must be >= 0")
         if not 0 <= count < 2**63 or count != int(count):  # saved as int64
-            raise ValueError(
+            raise ArgumentError(
                 "BatchNorm state 'num_batches_tracked' must be an int >= 0 (and "
                 f"below 2**63), got {count}"
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.arena import ParamSpec
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
 from gpunn.layers.base import Layer
 
 
@@ -33,7 +33,7 @@ class PReLU(Layer):
     ):
         super().__init__(name)
         self.init = check_real("init", init)
-        self.per_unit = bool(per_unit)
+        self.per_unit = check_bool("per_unit", per_unit)
         self._x = None
 
     def build(self, n_in, rng):
@@ -81,7 +81,7 @@ class Swish(Layer):
     ):
         super().__init__(name)
         self.beta = check_real("beta", beta)
-        self.trainable = bool(trainable)
+        self.trainable = check_bool("trainable", trainable)
         self._x = None
 
     def build(self, n_in, rng):

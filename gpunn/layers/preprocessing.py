@@ -18,7 +18,7 @@ import numpy as np
 from gpunn import inputs
 from gpunn.backends import get_backend
 from gpunn.checks import check_int, check_real
-from gpunn.errors import InvalidInputError, NotBuiltError
+from gpunn.errors import ArgumentError, InvalidInputError, NotBuiltError
 from gpunn.layers.base import Layer
 from gpunn.layers.normalization import check_state, state_width
 
@@ -148,7 +148,7 @@ class Standardize(_Fitted):
 
     def _check_state(self, state):
         if not (state["scale"] > 0).all():
-            raise ValueError("Standardize state 'scale' must be > 0")
+            raise ArgumentError("Standardize state 'scale' must be > 0")
 
     def forward(self, x, training: bool = False):
         arrays = self._arrays(x.dtype)
@@ -201,11 +201,11 @@ class Whiten(_Fitted):
     ):
         super().__init__(name)
         if method not in ("pca", "zca"):
-            raise ValueError(f"method must be 'pca' or 'zca', got {method!r}")
+            raise ArgumentError(f"method must be 'pca' or 'zca', got {method!r}")
         if n_components is not None:
             n_components = check_int("n_components", n_components, 1)
             if method != "pca":
-                raise ValueError(
+                raise ArgumentError(
                     f"n_components is only for method='pca', got method={method!r}"
                 )
         self.method, self.n_components = method, n_components

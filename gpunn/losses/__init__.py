@@ -21,6 +21,7 @@ passes options to the class, e.g. ``get("cross_entropy", label_smoothing=0.1)`` 
 
 from __future__ import annotations
 
+from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.losses import gaussian_nll, mixture
 from gpunn.losses.base import Loss, prepare_sample_weight
 from gpunn.losses.classification import BinaryCrossEntropy, SoftmaxCrossEntropy
@@ -70,8 +71,10 @@ def get(loss, **options) -> Loss:
         if key in _BY_NAME:
             return _BY_NAME[key](**options)
     if isinstance(loss, Loss):
-        raise TypeError("options can be given with a loss name, not with a Loss")
-    raise ValueError(
+        raise ArgumentTypeError(
+            "options can be given with a loss name, not with a Loss"
+        )
+    raise ArgumentError(
         f"loss must be one of {names()}, an alias ({sorted(_ALIASES)}) or a Loss, "
         f"got {loss!r}"
     )

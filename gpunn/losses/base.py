@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from gpunn.errors import InvalidInputError, LabelError
+from gpunn.errors import ArgumentError, ArgumentTypeError, InvalidInputError, LabelError
 
 
 class Loss:
@@ -88,7 +88,7 @@ def weight_vector(name: str, value, scalar_ok: bool = False):
         or (array < 0).any()
     ):
         shape = "a number or " if scalar_ok else ""
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be {shape}a non-empty 1-D sequence of finite numbers >= 0, "
             f"got {value!r}"
         )
@@ -98,7 +98,7 @@ def weight_vector(name: str, value, scalar_ok: bool = False):
 def check_numeric(name: str, y) -> None:
     """TypeError unless ``y`` holds real numbers."""
     if y.dtype.kind not in "iubf":
-        raise TypeError(f"{name} must be numeric, got dtype {y.dtype}")
+        raise ArgumentTypeError(f"{name} must be numeric, got dtype {y.dtype}")
 
 
 def values_like(loss: str, y, width: int, dtype, what: str = "") -> np.ndarray:
@@ -130,7 +130,9 @@ def integer_labels(
                 f"y must hold integer class labels, got {y[i].item()!r} at index {i}"
             )
     elif y.dtype.kind not in "iub":
-        raise TypeError(f"y for {loss} must be integer labels, got dtype {y.dtype}")
+        raise ArgumentTypeError(
+            f"y for {loss} must be integer labels, got dtype {y.dtype}"
+        )
     bad = (y < 0) | (y >= n_classes)
     if ignore_index is not None:
         bad &= y != ignore_index

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from gpunn.checks import check_real
-from gpunn.errors import InvalidInputError, LabelError
+from gpunn.errors import ArgumentError, ArgumentTypeError, InvalidInputError, LabelError
 from gpunn.losses.base import (
     Loss,
     check_numeric,
@@ -93,7 +93,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def prepare_targets(self, y, n_outputs, dtype):
         if self.class_weight is not None and self.class_weight.size != n_outputs:
-            raise ValueError(
+            raise ArgumentError(
                 f"class_weight has {self.class_weight.size} entries but the model has "
                 f"{n_outputs} outputs (one per class)"
             )
@@ -151,7 +151,7 @@ def _check_ignore_index(value):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"ignore_index must be None or an int, got {value!r}")
+        raise ArgumentTypeError(f"ignore_index must be None or an int, got {value!r}")
     return int(value)
 
 
@@ -193,7 +193,7 @@ class BinaryCrossEntropy(Loss):
 
     def prepare_targets(self, y, n_outputs, dtype):
         if self.pos_weight is not None and self.pos_weight.size not in (1, n_outputs):
-            raise ValueError(
+            raise ArgumentError(
                 f"pos_weight has {self.pos_weight.size} entries but the model has "
                 f"{n_outputs} outputs (give one, or one per output)"
             )

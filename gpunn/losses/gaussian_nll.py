@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.checks import check_real
-from gpunn.errors import InvalidInputError
+from gpunn.errors import ArgumentError, ArgumentTypeError, InvalidInputError
 from gpunn.losses.base import Loss, values_like
 
 DEFAULT_EPS = 1e-6
@@ -42,7 +42,7 @@ class GaussianNLL(Loss):
 
     def __init__(self, full=False, eps=DEFAULT_EPS):
         if not isinstance(full, (bool, np.bool_)):
-            raise TypeError(f"full must be True or False, got {full!r}")
+            raise ArgumentTypeError(f"full must be True or False, got {full!r}")
         self.full = bool(full)
         self.eps = check_real("eps", eps, 0, lo_open=True)
 
@@ -82,7 +82,7 @@ def predictive(outputs, eps: float = DEFAULT_EPS):
     """
     outputs = np.asarray(outputs, dtype=np.float64)
     if outputs.ndim != 2 or outputs.shape[1] % 2:
-        raise ValueError(
+        raise ArgumentError(
             f"outputs must have shape (n, 2k) = [mean | log_var], got shape "
             f"{outputs.shape}"
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpunn.checks import check_int, check_real
-from gpunn.errors import InvalidInputError
+from gpunn.errors import ArgumentError, ArgumentTypeError, InvalidInputError
 from gpunn.losses.base import Loss, values_like
 
 DEFAULT_EPS = 1e-6
@@ -98,7 +98,7 @@ def mdn(n_components: int, eps: float = DEFAULT_EPS) -> MixtureDensity:
 def _dim(width: int, n_components: int) -> int:
     d, rest = divmod(width // n_components - 1, 2)
     if width % n_components or rest or d < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"outputs of an mdn with {n_components} components must have "
             f"K (1 + 2d) columns for some d >= 1, got {width}"
         )
@@ -114,7 +114,7 @@ def split(outputs, n_components: int, eps: float = DEFAULT_EPS):
     """
     outputs = np.asarray(outputs, dtype=np.float64)
     if outputs.ndim != 2:
-        raise ValueError(f"outputs must be 2-D, got shape {outputs.shape}")
+        raise ArgumentError(f"outputs must be 2-D, got shape {outputs.shape}")
     k, n = check_int("n_components", n_components, 1), outputs.shape[0]
     d = _dim(outputs.shape[1], k)
     logits = outputs[:, :k] - outputs[:, :k].max(axis=1, keepdims=True)
@@ -151,7 +151,7 @@ def sample(outputs, n_components: int, rng, eps: float = DEFAULT_EPS):
             only source of randomness.
     """
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(
+        raise ArgumentTypeError(
             "rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
             f"got {type(rng).__name__}"
         )

@@ -2,6 +2,7 @@
 update over the model's flat parameter arena, plus the large-batch optimizers LARS and
 LAMB and gradient clipping."""
 
+from gpunn.errors import ArgumentError
 from gpunn.optim.adagrad import Adadelta, Adagrad
 from gpunn.optim.adam import Adam, AdamW
 from gpunn.optim.adam_variants import Adamax, NAdam
@@ -57,6 +58,6 @@ def get(optimizer, **kwargs) -> Optimizer:
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in _BY_NAME:
         return _BY_NAME[optimizer.lower()](**kwargs)
-    raise ValueError(
+    raise ArgumentError(
         f"optimizer must be one of {sorted(_BY_NAME)} or an Optimizer, got {optimizer!r}"
     )

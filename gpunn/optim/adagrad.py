@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
 from gpunn.optim.base import Optimizer
 
 
@@ -47,7 +47,7 @@ class Adagrad(Optimizer):
             "initial_accumulator_value", initial_accumulator_value, lo=0
         )
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
-        self.maximize = bool(maximize)
+        self.maximize = check_bool("maximize", maximize)
 
     def _init_state(self) -> None:
         if self.initial_accumulator_value != 0:
@@ -110,7 +110,7 @@ class Adadelta(Optimizer):
         self.rho = check_real("rho", rho, lo=0, hi=1)
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
-        self.maximize = bool(maximize)
+        self.maximize = check_bool("maximize", maximize)
 
     def _update(self, t: int, lr: float) -> None:
         arena = self.arena

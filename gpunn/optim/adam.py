@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
 from gpunn.optim.base import Optimizer, check_betas
 
 
@@ -46,7 +46,8 @@ class Adam(Optimizer):
         self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
-        self.amsgrad, self.maximize = bool(amsgrad), bool(maximize)
+        self.amsgrad = check_bool("amsgrad", amsgrad)
+        self.maximize = check_bool("maximize", maximize)
         self.state_names = ("exp_avg", "exp_avg_sq") + (
             ("max_exp_avg_sq",) if self.amsgrad else ()
         )

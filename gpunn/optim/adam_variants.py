@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
 from gpunn.optim.base import Optimizer, check_betas
 
 
@@ -41,7 +41,7 @@ class Adamax(Optimizer):
         self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
-        self.maximize = bool(maximize)
+        self.maximize = check_bool("maximize", maximize)
 
     def _update(self, t: int, lr: float) -> None:
         beta1, beta2 = self.betas
@@ -118,8 +118,10 @@ class NAdam(Optimizer):
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
         self.momentum_decay = check_real("momentum_decay", momentum_decay, lo=0)
-        self.decoupled_weight_decay = bool(decoupled_weight_decay)
-        self.maximize = bool(maximize)
+        self.decoupled_weight_decay = check_bool(
+            "decoupled_weight_decay", decoupled_weight_decay
+        )
+        self.maximize = check_bool("maximize", maximize)
         self.mu_product = 1.0
 
     def _init_state(self) -> None:

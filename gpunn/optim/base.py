@@ -15,7 +15,7 @@ import numbers
 
 from gpunn import faults
 from gpunn.checks import check_int, check_real
-from gpunn.errors import NotBuiltError
+from gpunn.errors import ArgumentError, NotBuiltError
 
 
 class Optimizer:
@@ -90,11 +90,11 @@ class Optimizer:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ArgumentError(
                 f"lr schedule must return a number, got {value!r} at step {step}"
             ) from None
         if not math.isfinite(value) or value < 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"lr schedule must return a finite lr >= 0, got {value} at step {step}"
             )
         return value * self._lr_scale
@@ -109,7 +109,7 @@ class Optimizer:
         if self.arena is arena:
             return
         if self.arena is not None:
-            raise ValueError(
+            raise ArgumentError(
                 f"this {type(self).__name__} already belongs to another model; "
                 "create one optimizer per model"
             )
@@ -134,7 +134,9 @@ class Optimizer:
         expected = {"steps", "lr_scale", *self.host_scalars}
         if not isinstance(state, dict) or set(state) != expected:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"host state must have keys {sorted(expected)}, got {got}")
+            raise ArgumentError(
+                f"host state must have keys {sorted(expected)}, got {got}"
+            )
         steps = check_int("steps", state["steps"], 0)
         lr_scale = check_real("lr_scale", state["lr_scale"], lo=0, lo_open=True)
         extra = {name: check_real(name, state[name]) for name in self.host_scalars}
@@ -157,7 +159,7 @@ class Optimizer:
     def restore(self, snapshot: dict) -> None:
         """Puts back what :meth:`snapshot` copied (into the same state buffers)."""
         if set(snapshot["state"]) != set(self.state):
-            raise ValueError(
+            raise ArgumentError(
                 f"snapshot has state {sorted(snapshot['state'])}, this optimizer "
                 f"{sorted(self.state)}"
             )
@@ -223,7 +225,7 @@ class Optimizer:
 def check_betas(betas) -> tuple[float, float]:
     """A pair ``(beta1, beta2)``, each in [0, 1)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        raise ArgumentError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     return (
         check_real("betas[0]", betas[0], lo=0, hi=1, hi_open=True),
         check_real("betas[1]", betas[1], lo=0, hi=1, hi_open=True),

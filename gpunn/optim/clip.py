@@ -8,7 +8,7 @@ when built with ``clip_norm`` / ``clip_value``.
 from __future__ import annotations
 
 from gpunn.checks import check_real
-from gpunn.errors import NotBuiltError
+from gpunn.errors import ArgumentTypeError, NotBuiltError
 
 
 def clip_grad_norm_(model, max_norm: float):
@@ -46,7 +46,7 @@ def _arena_of(model):
     if hasattr(model, "grads") and hasattr(model, "backend"):
         return model
     if not hasattr(model, "arena"):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"model must be a model with an arena or a ParameterArena, got "
             f"{type(model).__name__}"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
 from gpunn.optim.base import Optimizer, check_betas
 
 
@@ -93,7 +93,8 @@ class LARS(_TrustRatio):
             "trust_coefficient", trust_coefficient, lo=0, lo_open=True
         )
         self.eps = check_real("eps", eps, lo=0)
-        self.exclude_1d, self.maximize = bool(exclude_1d), bool(maximize)
+        self.exclude_1d = check_bool("exclude_1d", exclude_1d)
+        self.maximize = check_bool("maximize", maximize)
         self.state_names = ("momentum_buffer",) if self.momentum != 0 else ()
 
     def _update(self, t: int, lr: float) -> None:
@@ -166,7 +167,8 @@ class LAMB(_TrustRatio):
         self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
-        self.exclude_1d, self.maximize = bool(exclude_1d), bool(maximize)
+        self.exclude_1d = check_bool("exclude_1d", exclude_1d)
+        self.maximize = check_bool("maximize", maximize)
 
     def _update(self, t: int, lr: float) -> None:
         beta1, beta2 = self.betas

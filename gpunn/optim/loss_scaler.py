@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from gpunn.checks import check_int, check_real
-from gpunn.errors import NonFiniteError
+from gpunn.errors import ArgumentError, NonFiniteError
 
 # Below this the scale itself would flush float16 gradients to zero: the model is
 # producing non-finite values on its own, whatever the scale.
@@ -86,7 +86,7 @@ class LossScaler:
     def _checked_scale(name: str, value) -> float:
         value = check_real(name, value, lo=0, lo_open=True)
         if not math.isfinite(_float32(value)):
-            raise ValueError(f"{name} must be finite in float32, got {value}")
+            raise ArgumentError(f"{name} must be finite in float32, got {value}")
         return _float32(value)
 
     def get_scale(self) -> float:
@@ -140,7 +140,7 @@ class LossScaler:
         changed) when keys are missing or unexpected or a value is invalid."""
         if not isinstance(state, dict) or set(state) != set(_STATE_KEYS):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(
+            raise ArgumentError(
                 f"loss scaler state must have keys {sorted(_STATE_KEYS)}, got {got}"
             )
         checked = LossScaler(
@@ -151,7 +151,7 @@ class LossScaler:
         )
         tracker = check_int("_growth_tracker", state["_growth_tracker"], 0)
         if tracker >= checked.growth_interval:
-            raise ValueError(
+            raise ArgumentError(
                 f"_growth_tracker must be < growth_interval "
                 f"({checked.growth_interval}), got {tracker}"
             )
@@ -187,7 +187,7 @@ def get(loss_scale, policy) -> LossScaler | None:
         return loss_scale
     if isinstance(loss_scale, str):
         if loss_scale != "dynamic":
-            raise ValueError(
+            raise ArgumentError(
                 "loss_scale must be 'dynamic', a positive number, a LossScaler or "
                 f"None, got {loss_scale!r}"
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
 from gpunn.optim.base import Optimizer
 
 
@@ -49,7 +49,8 @@ class RMSprop(Optimizer):
         self.eps = check_real("eps", eps, lo=0, lo_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
         self.momentum = check_real("momentum", momentum, lo=0)
-        self.centered, self.maximize = bool(centered), bool(maximize)
+        self.centered = check_bool("centered", centered)
+        self.maximize = check_bool("maximize", maximize)
         self.state_names = (
             ("square_avg",)
             + (("grad_avg",) if self.centered else ())

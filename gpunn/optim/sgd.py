@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gpunn.checks import check_real
+from gpunn.checks import check_bool, check_real
+from gpunn.errors import ArgumentError
 from gpunn.optim.base import Optimizer
 
 
@@ -45,11 +46,12 @@ class SGD(Optimizer):
         self.dampening = check_real("dampening", dampening, lo=0)
         self.weight_decay = check_real("weight_decay", weight_decay, lo=0)
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(
+            raise ArgumentError(
                 "nesterov=True needs momentum > 0 and dampening = 0, got "
                 f"momentum={self.momentum}, dampening={self.dampening}"
             )
-        self.nesterov, self.maximize = bool(nesterov), bool(maximize)
+        self.nesterov = check_bool("nesterov", nesterov)
+        self.maximize = check_bool("maximize", maximize)
         self.state_names = ("momentum_buffer",) if self.momentum != 0 else ()
 
     def _update(self, t: int, lr: float) -> None:
