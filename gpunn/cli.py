@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 
@@ -13,7 +14,6 @@ import numpy as np
 
 import gpunn
 from gpunn import (
-    backends,
     cli_bench,
     cli_device,
     cli_export,
@@ -24,29 +24,19 @@ from gpunn import (
 )
 from gpunn.callbacks import Callback, EarlyStopping
 from gpunn.checkpointing import ModelCheckpoint
+from gpunn.cli_args import (
+    MAX_AUTO_CLASSES,
+    MIN_AUTO_PER_CLASS,
+    add_train_parser,
+    cli_message,
+)
 from gpunn.layers import (
     Activation,
     BatchNorm,
     Dense,
     Dropout,
     Standardize,
-    activation_names,
 )
-
-MAX_AUTO_CLASSES = 256
-SCHEDULES = ["constant", "cosine", "exponential", "polynomial", "step"]
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated ints like 256,256, got {text!r}"
-        ) from None
-    if any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return sizes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,110 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"gpunn {gpunn.__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an MLP (default: the bundled digits)")
-    train.add_argument(
-        "--device",
-        choices=backends.BACKEND_NAMES,
-        default=None,
-        help="where to train (default: env GPUNN_BACKEND, else auto)",
-    )
-    train.add_argument(
-        "--data",
-        default=None,
-        help=".npz with arrays X, y or .csv with the label last "
-        "(default: bundled digits)",
-    )
-    train.add_argument(
-        "--task",
-        choices=["auto", "classify", "regress"],
-        default="auto",
-        help="auto: classify when the labels are non-negative integers with at most "
-        f"{MAX_AUTO_CLASSES} distinct values, else regress",
-    )
-    train.add_argument("--epochs", type=int, default=50)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument(
-        "--hidden",
-        type=_sizes,
-        default=[256, 256],
-        help="hidden layer sizes, comma-separated (default: 256,256)",
-    )
-    train.add_argument("--activation", choices=activation_names(), default="relu")
-    train.add_argument("--optimizer", choices=optim.names(), default="adam")
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument(
-        "--weight-decay", type=float, default=None, help="the optimizer's weight_decay"
-    )
-    train.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default="constant",
-        help="lr schedule over all updates: cosine/polynomial decay to 0, exponential "
-        "to 1%% of lr, step: x0.1 every third of training (default: constant)",
-    )
-    train.add_argument(
-        "--warmup-steps", type=int, default=0, help="linear lr warmup updates first"
-    )
-    train.add_argument(
-        "--dropout", type=float, default=0.0, help="dropout rate after hidden layers"
-    )
-    train.add_argument(
-        "--batch-norm",
-        action="store_true",
-        help="BatchNorm between each hidden Dense and its activation",
-    )
-    train.add_argument(
-        "--early-stopping",
-        type=int,
-        default=None,
-        metavar="PATIENCE",
-        help="stop when val_loss has not improved for PATIENCE epochs and restore "
-        "the best weights (holds out --validation-split)",
-    )
-    train.add_argument(
-        "--validation-split",
-        type=float,
-        default=None,
-        help="fraction of the training data held out for val_ metrics "
-        "(default: 0, or 0.1 with --early-stopping)",
-    )
-    train.add_argument(
-        "--clip-norm", type=float, default=None, help="clip the global gradient norm"
-    )
-    train.add_argument(
-        "--accumulate-steps",
-        type=int,
-        default=1,
-        help="average the gradients of this many batches per update",
-    )
-    train.add_argument(
-        "--save",
-        default=None,
-        metavar="PATH",
-        help="save the trained model (with its input standardization) to a "
-        ".safetensors file; load it with gpunn.load(PATH)",
-    )
-    train.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="PATH",
-        help="write a training checkpoint at each epoch end (PATH may hold {epoch})",
-    )
-    train.add_argument(
-        "--resume",
-        default=None,
-        metavar="PATH",
-        help="continue from a checkpoint of the same command; --epochs is the total",
-    )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--test-size", type=float, default=0.2)
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    train.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
-    train.add_argument(
-        "--tf32",
-        action="store_true",
-        help="let float32 matmuls on the GPU use TF32 tensor cores (default: off)",
-    )
+    add_train_parser(sub)
     cli_device.add_parsers(sub)
     cli_bench.add_parser(sub)
     cli_export.add_parser(sub)
@@ -174,12 +61,26 @@ def _load(args):
 
 
 def _is_classification(y: np.ndarray, task: str) -> bool:
+    """Whether to classify: ``--task``, or with ``auto`` from the labels. Integer
+    targets that are not clearly class labels (0..K-1, K small, several samples
+    each) raise ValueError asking for ``--task``, rather than becoming K classes."""
     if task != "auto":
         return task == "classify"
     if y.dtype.kind not in "iubf" or y.size == 0:
         return False
     integral = y.dtype.kind != "f" or bool(np.all(np.isfinite(y) & (y == np.round(y))))
-    return integral and y.min() >= 0 and len(np.unique(y)) <= MAX_AUTO_CLASSES
+    if not integral or y.min() < 0:
+        return False
+    values = np.unique(y)
+    dense = values[-1] == len(values) - 1  # exactly 0..K-1
+    enough = y.size >= MIN_AUTO_PER_CLASS * len(values) or len(values) <= 2
+    if dense and len(values) <= MAX_AUTO_CLASSES and enough:
+        return True
+    raise ValueError(
+        f"--task: the targets are {len(values)} distinct non-negative integers "
+        f"(from {values[0]:g} to {values[-1]:g}, {y.size} samples): that may be "
+        "class labels or a regression target; pass --task classify or --task regress"
+    )
 
 
 def _layers(args, n_out: int) -> list:
@@ -257,8 +158,10 @@ def train(args) -> int:
     )
     model.adapt(X_tr)
     callbacks, split = _callbacks(args)
+    if args.keep_last is not None and not args.checkpoint:
+        raise ValueError("--keep-last needs --checkpoint")
     if args.checkpoint:
-        callbacks.append(ModelCheckpoint(args.checkpoint))
+        callbacks.append(ModelCheckpoint(args.checkpoint, keep_last=args.keep_last))
     n_fit = len(X_tr) - int(len(X_tr) * split)
     batches = math.ceil(n_fit / args.batch_size)
     per_epoch = math.ceil(batches / max(args.accumulate_steps, 1))
@@ -319,9 +222,31 @@ def train(args) -> int:
     return 0
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Logs to stdout; a closed pipe (``gpunn train | head``) ends the command
+    quietly instead of printing a logging error."""
+
+    def handleError(self, record) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            raise sys.exc_info()[1]
+        super().handleError(record)
+
+
+def _pipe_closed() -> int:
+    """The reader of stdout went away (``gpunn info | head -1``): no traceback, and
+    no second error when Python flushes stdout at exit. Returns 128 + SIGPIPE, the
+    status of a command ended by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stdout)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # a bad flag: status 2 (--help, --version: 0)
+        return exc.code if isinstance(exc.code, int) else 2
+    handler = _StdoutHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("gpunn")
     if distributed.launched_size() > 1 and distributed.rank() != 0:
@@ -329,15 +254,31 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        if args.command == "train":
-            return train(args)
-        if args.command == "bench":
-            return cli_bench.bench(args)
-        if args.command == "export":
-            return cli_export.export(args)
-        return cli_device.COMMANDS[args.command](args)
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _pipe_closed()
     except (gpunn.BackendUnavailableError, ValueError, TypeError, OSError) as exc:
-        print(f"gpunn {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gpunn {args.command}: error: {_said(args, exc)}", file=sys.stderr)
         return 2
+    except gpunn.GpunnError as exc:  # training failed (NonFiniteError, out of memory)
+        print(f"gpunn {args.command}: error: {_said(args, exc)}", file=sys.stderr)
+        return 1
     finally:
         logger.removeHandler(handler)
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        return train(args)
+    if args.command == "bench":
+        return cli_bench.bench(args)
+    if args.command == "export":
+        return cli_export.export(args)
+    return cli_device.COMMANDS[args.command](args)
+
+
+def _said(args, exc: Exception) -> str:
+    """The error's message in the command's words (flags, not Python arguments)."""
+    return cli_message(str(exc)) if args.command == "train" else str(exc)
