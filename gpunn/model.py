@@ -435,22 +435,29 @@ class Sequential:
 
         Returns: the :class:`~gpunn.callbacks.History` (with the checkpoint's earlier
         epochs when resuming).
+
+        While it runs, BLAS keeps to the cores this process has been given (its CPU
+        affinity and cgroup quota), or to ``GPUNN_NUM_THREADS`` threads when that is
+        set (:mod:`gpunn.backends.threads`). One ``fit`` (or ``train_step``,
+        ``lr_find``) at a time per model: a second one from another thread raises
+        RuntimeError.
         """
-        return training.fit(
-            self,
-            X,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            validation_data=validation_data,
-            validation_split=validation_split,
-            verbose=verbose,
-            callbacks=callbacks,
-            sample_weight=sample_weight,
-            accumulate_steps=accumulate_steps,
-            resume_from=resume_from,
-        )
+        with self.backend.cpu_threads():
+            return training.fit(
+                self,
+                X,
+                y,
+                epochs=epochs,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                validation_data=validation_data,
+                validation_split=validation_split,
+                verbose=verbose,
+                callbacks=callbacks,
+                sample_weight=sample_weight,
+                accumulate_steps=accumulate_steps,
+                resume_from=resume_from,
+            )
 
     @guards.guarded("lr_find", exclusive_call=True)
     def lr_find(

@@ -235,8 +235,7 @@ def test_ranks_on_one_node_share_its_cores(monkeypatch):
             if info["user_api"] == "blas":
                 assert info["num_threads"] <= 2
     finally:
-        updates._MAX_THREADS = None
-        updates._pool.cache_clear()
+        updates.limit_threads(None)  # lifts the cap
         threadpoolctl.threadpool_limits(max(before, default=1), user_api="blas")
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.backends import updates
+from gpunn.backends import threads, updates
 from gpunn.backends.ops_fused import FusedOps
 from gpunn.backends.ops_layers import LayerOps
 from gpunn.backends.ops_losses import LossOps
@@ -71,6 +71,12 @@ class NumpyBackend(FusedOps, LayerOps, LossOps, MetricOps, OptimOps):
     def set_tf32(self, enabled: bool) -> None:
         """TF32 matmuls exist on NVIDIA GPUs only: on the CPU this changes nothing
         (``tf32`` stays False), so the same code runs on both."""
+
+    def cpu_threads(self):
+        """A context manager: while it is held, BLAS runs at most
+        :func:`gpunn.backends.threads.budget` threads (``GPUNN_NUM_THREADS``, else the
+        cores this process has been given); ``fit`` holds it. Yields the budget."""
+        return threads.blas_limited()
 
     # ---------------------------------------------------------------- random
     def generator(self, seed: int):

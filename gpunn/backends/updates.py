@@ -13,6 +13,9 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from gpunn.backends import threads
+from gpunn.backends.threads import usable_cores  # noqa: F401 (distributed uses it)
+
 BLOCK = 1 << 16  # elements per block: one block's temporaries stay in L2
 PARALLEL_MIN = 1 << 20  # below this, thread hand-offs cost more than they save
 
@@ -343,21 +346,10 @@ def _run_range(fn, xp, arrays, kwargs, lo, hi):
         fn(xp, *_slices(arrays, start, min(start + BLOCK, hi)), **kwargs)
 
 
-_MAX_THREADS: int | None = None  # set by limit_threads (data-parallel ranks)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def limit_threads(n: int) -> None:
-    """Caps the update threads at ``n`` (ranks sharing a node share its cores)."""
-    global _MAX_THREADS
-    _MAX_THREADS = max(int(n), 1)
+def limit_threads(n: int | None) -> None:
+    """Caps the update threads (and BLAS's, during fit) at ``n`` (ranks sharing a
+    node share its cores); None lifts the cap."""
+    threads.cap(n)
     _pool.cache_clear()
 
 
@@ -365,9 +357,7 @@ def limit_threads(n: int) -> None:
 def _pool() -> tuple[ThreadPoolExecutor, int]:
     """The update threads, created on first use (and anew in a forked child, which
     inherits the executor but not its threads)."""
-    cores = usable_cores()
-    if _MAX_THREADS is not None:
-        cores = min(cores, _MAX_THREADS)
+    cores = threads.budget()
     return ThreadPoolExecutor(cores, thread_name_prefix="gpunn-update"), cores
 
 
