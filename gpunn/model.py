@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn import faults, guards, inputs, losses, optim, training
+from gpunn import faults, guards, inputs, losses, mixed_precision, optim, training
 from gpunn import metrics as metrics_lib
+from gpunn import precision as precisions
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
 from gpunn.checks import check_bool, check_callable, check_int, check_path
@@ -15,6 +16,7 @@ from gpunn.layers.activations import Activation
 from gpunn.layers.base import Layer
 from gpunn.layers.dense import Dense
 from gpunn.lr_find import lr_find as range_test
+from gpunn.optim import loss_scaler as loss_scalers
 from gpunn.persistence import model_io
 from gpunn.persistence.config import model_arguments, model_config
 
@@ -42,6 +44,14 @@ class Sequential:
             Ampere and later, about 1e-3 relative error per product. Set for the
             process each time the model trains or predicts; no effect on the CPU.
             Default: False.
+        precision: ``"float32"`` (everything in ``dtype``), ``"mixed_bfloat16"`` or
+            ``"mixed_float16"`` (Keras' policy names; ``dtype`` must be float32):
+            parameters, gradients and optimizer state stay float32, the layers
+            compute in the 16-bit type with float32 accumulation, losses,
+            normalization statistics and reductions run in float32, ``predict``
+            returns float32. ``mixed_float16`` scales the loss dynamically
+            (:class:`~gpunn.optim.LossScaler`, ``model.loss_scaler``). See
+            :mod:`gpunn.precision`. Default: ``"float32"``.
 
     Attributes:
         check_finite: check each training step's loss and gradients before its
@@ -67,6 +77,7 @@ class Sequential:
         backend=None,
         seed: int | None = None,
         tf32: bool = False,
+        precision="float32",
     ):
         if isinstance(layers, (str, bytes, Layer)) or not hasattr(layers, "__iter__"):
             raise ArgumentTypeError(
@@ -75,6 +86,8 @@ class Sequential:
         self.backend = get_backend(backend)
         self.tf32 = check_bool("tf32", tf32)
         self.dtype = _model_dtype(dtype)
+        self.policy = precisions.get(precision, self.dtype)
+        self.loss_scaler = None
         if seed is None:  # drawn from the OS, never from a global RNG; recorded
             seed = int(np.random.SeedSequence().entropy % 2**63)
         self.seed = check_int("seed", seed, 0)
@@ -129,7 +142,9 @@ class Sequential:
         for layer in self.layers:
             specs += [(layer.name, spec) for spec in layer.build(width, self.rng)]
             width = layer.n_out
-        arena = ParameterArena(self.backend, self.dtype, specs)
+        arena = ParameterArena(
+            self.backend, self.dtype, specs, self.policy.compute_dtype
+        )
         trainable = {name for name, _ in specs}
         below = False  # does a layer before this one have parameters?
         for layer in self.layers:
@@ -138,6 +153,8 @@ class Sequential:
                 arena.views(layer.name, arena.params),
                 arena.views(layer.name, arena.grads),
             )
+            if arena.compute is not None:  # mixed precision: the 16-bit weights
+                layer.compute_params = arena.views(layer.name, arena.compute)
             layer.needs_dx, below = below, below or layer.name in trainable
         self.arena, self.input_dim, self.output_dim = arena, input_dim, width
         if self.optimizer is not None:
@@ -155,7 +172,11 @@ class Sequential:
                 taken.add(layer.name)
 
     def compile(
-        self, loss="softmax_cross_entropy", optimizer="adam", metrics=DEFAULT_METRICS
+        self,
+        loss="softmax_cross_entropy",
+        optimizer="adam",
+        metrics=DEFAULT_METRICS,
+        loss_scale="auto",
     ) -> None:
         """Sets the loss, the optimizer and the metrics reported by fit/evaluate.
 
@@ -176,6 +197,11 @@ class Sequential:
                 ``"binary_accuracy"``, ``"precision"``, ``"recall"``, ``"f1"``,
                 ``"mse"``, ``"mae"``, ``"r2"``) or Metric objects; each must suit the
                 loss. Default: ``("accuracy",)``, dropped for regression losses.
+            loss_scale: loss scaling for 16-bit training: ``"dynamic"`` (a
+                :class:`~gpunn.optim.LossScaler` with torch.amp.GradScaler's rules and
+                defaults), a positive number (a fixed scale), a LossScaler, or None.
+                ``"auto"``: dynamic for ``precision="mixed_float16"``, none
+                otherwise. Kept as ``model.loss_scaler``. Default: ``"auto"``.
         """
         loss = losses.get(loss)
         if metrics is DEFAULT_METRICS and loss.task == "regression":
@@ -189,15 +215,19 @@ class Sequential:
             )
         found = [metrics_lib.get(m, loss) for m in metrics]
         optimizer = optim.get(optimizer)
+        scaler = loss_scalers.get(loss_scale, self.policy)
         if optimizer.arena is not None and optimizer.arena is not self.arena:
             raise ArgumentError(_taken(optimizer))
         if self.built:
             optimizer.bind(self.arena)
         self.loss, self.metrics, self.optimizer = loss, found, optimizer
+        self.loss_scaler = scaler
 
     # ----------------------------------------------------------------- data
     def _inputs(self, X, name: str = "X", build: bool = True):
         self.backend.set_tf32(self.tf32)  # CuPy's setting is per process
+        if self.built:  # parameters written through layer views since the last call
+            self.arena.params_changed()
         width = self.input_dim
         X = inputs.features(self.backend, X, self.dtype, width, name)
         if build and not self.built:
@@ -237,10 +267,12 @@ class Sequential:
 
     # ----------------------------------------------------------------- compute
     def forward(self, x, training: bool = False):
-        """Runs the layers on a device batch ``x`` (already validated)."""
+        """Runs the layers on a device batch ``x`` (already validated); the output
+        is in the model's dtype (float32 under mixed precision)."""
+        self.arena.sync_compute()
         for layer in self.layers:
             x = layer.forward(x, training)
-        return x
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
 
     def backward(self, doutputs) -> None:
         """Backpropagates ``doutputs``, writing every gradient into the arena."""
@@ -275,11 +307,14 @@ class Sequential:
         head = self._fused_head()
         if head is None:
             return self.forward(x, training)
+        self.arena.sync_compute()
         *body, last = self.layers
         for layer in body:
             x = layer.forward(x, training)
         if last is not head:
             x = last.forward(x, training, activate=False)
+        if x.dtype != self.dtype:  # mixed precision: the loss runs in float32
+            x = x.astype(self.dtype)
         temperature = getattr(head, "temperature", 1.0)
         return x if temperature == 1 else x * (1 / temperature)
 
@@ -322,10 +357,11 @@ class Sequential:
         for layer in self.layers:  # until the step commits or discards it
             layer.stage_state = True
         try:
-            outputs = self._loss_inputs(x, training=True)
-            loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
-            penalty = self._penalty()
-            self._backward_from_loss(doutputs)
+            with mixed_precision.overflow_expected(self):
+                outputs = self._loss_inputs(x, training=True)
+                loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
+                penalty = self._penalty()
+                self._backward_from_loss(mixed_precision.scaled(self, doutputs))
         except self.backend.out_of_memory_errors as exc:
             self._discard_layer_state()
             raise faults.out_of_memory(self, exc, len(x), "training") from exc
@@ -348,13 +384,22 @@ class Sequential:
         state the step's forwards staged (BatchNorm's running statistics...) is
         committed with the update, in one piece a Ctrl-C does not split
         (:func:`gpunn.faults.uninterrupted`), and discarded when the step is refused
-        or fails."""
+        or fails. With a loss scaler the gradients are unscaled first and a step
+        whose gradients overflow is skipped, the scale backing off
+        (:mod:`gpunn.mixed_precision`), in place of ``check``."""
+        scaler = self.loss_scaler
         try:
-            if check is not None and not check(loss, batches):
+            if scaler is not None:  # unscale; an overflow skips the step
+                if not mixed_precision.unscale_and_check(self, loss):
+                    self._discard_layer_state()
+                    return
+            elif check is not None and not check(loss, batches):
                 self._discard_layer_state()
                 return
             with faults.uninterrupted():
                 self.optimizer.step()
+                if scaler is not None:
+                    scaler.update(found_inf=False)
                 for layer in self.layers:
                     layer.commit_state()
                     layer.stage_state = False
@@ -566,6 +611,7 @@ class Sequential:
             arrays.append(w)
         for slot, w in zip(arena.slots, arrays):
             arena.view(arena.params, slot)[...] = w
+        arena.params_changed()
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of every layer's non-trainable state (BatchNorm running statistics,
@@ -618,12 +664,20 @@ class Sequential:
             x = layer.forward(x, training=False)
 
     def _snapshot(self) -> dict:
-        """A device copy of the parameters and a host copy of the layer state."""
-        arena = self._require_built()
-        return {"params": arena.params.copy(), "state": self.get_state()}
+        """A device copy of the parameters, a host copy of the layer state and the
+        loss scaler's state."""
+        arena, scaler = self._require_built(), self.loss_scaler
+        return {
+            "params": arena.params.copy(),
+            "state": self.get_state(),
+            "loss_scaler": None if scaler is None else scaler.state_dict(),
+        }
 
     def _restore(self, snapshot: dict) -> None:
         self.arena.params[...] = snapshot["params"]
+        self.arena.params_changed()
+        if snapshot.get("loss_scaler") is not None:  # weights-only snapshots lack it
+            self.loss_scaler.load_state_dict(snapshot["loss_scaler"])
         self.set_state(snapshot["state"])
 
     def count_params(self) -> int:
@@ -672,6 +726,7 @@ class Sequential:
             dtype=args["dtype"],
             backend=backend,
             seed=args["seed"],
+            precision=args["precision"],
         )
         if args["compile"] is not None:
             model.compile(**args["compile"])

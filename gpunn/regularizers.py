@@ -42,9 +42,13 @@ class Regularizer:
         """The penalty of weight ``w`` as a 0-d device array of its dtype."""
         return backend.l1_l2_penalty(w, self.l1, self.l2)
 
-    def add_grad_(self, backend, w, dw) -> None:
-        """Adds the penalty's gradient with respect to ``w`` into ``dw`` in place."""
-        backend.add_l1_l2_grad_(w, dw, self.l1, self.l2)
+    def add_grad_(self, backend, w, dw, scale: float = 1.0) -> None:
+        """Adds ``scale`` times the penalty's gradient with respect to ``w`` into
+        ``dw`` in place (``scale``: the loss scale the data gradient carries)."""
+        if scale == 1:
+            backend.add_l1_l2_grad_(w, dw, self.l1, self.l2)
+        else:
+            backend.add_l1_l2_grad_(w, dw, self.l1 * scale, self.l2 * scale)
 
     def get_config(self) -> dict:
         """The constructor arguments (Keras' ``get_config``)."""

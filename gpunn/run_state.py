@@ -34,6 +34,7 @@ def capture(model, callbacks: dict, loop=None) -> tuple[dict, dict, str | None]:
     ``gpunn.load`` can rebuild the model, its ``"gpunn.model"`` JSON (else None).
     """
     backend, arena, optimizer = model.backend, model.arena, model.optimizer
+    scaler = model.loss_scaler
     tensors = {
         s.key: backend.to_numpy(arena.view(arena.params, s)) for s in arena.slots
     }
@@ -53,6 +54,7 @@ def capture(model, callbacks: dict, loop=None) -> tuple[dict, dict, str | None]:
             for i, (key, value) in enumerate(callbacks.items())
         },
         "loop": None,
+        "loss_scaler": None if scaler is None else scaler.state_dict(),
     }
     dp = distributed.active(model)
     state["world_size"] = 1 if dp is None else dp.size
@@ -96,7 +98,8 @@ def _identity(model) -> dict:
         {"class": type(layer).__name__, **layer.get_config()} for layer in model.layers
     ]
     loss = model.loss.get_config() if hasattr(model.loss, "get_config") else None
-    return _jsonable({"dtype": model.dtype.name, "layers": layers, "loss": loss})
+    identity = {"dtype": model.dtype.name, "layers": layers, "loss": loss}
+    return _jsonable({**identity, "precision": model.policy.name})
 
 
 def _optimizer_identity(optimizer) -> dict:
@@ -132,6 +135,8 @@ class Restore:
 
     def __init__(self, model, tensors: dict, state: dict, path=""):
         self.model, self.tensors, self.path = model, tensors, str(path)
+        # checkpoints written before mixed precision: float32, no loss scaler
+        state = {"precision": "float32", "loss_scaler": None, **state}
         self.state = state
         try:
             problems = _compare(model, tensors, state)
@@ -185,6 +190,8 @@ class Restore:
         optimizer.load_host_state(self.state["optimizer"]["host"])
         for name, buffer in optimizer.state.items():
             buffer[...] = backend.asarray(tensors[f"optimizer.{name}"])
+        if model.loss_scaler is not None:
+            model.loss_scaler.load_state_dict(self.state["loss_scaler"])
         norm = tensors.get("optimizer.grad_norm")
         optimizer.grad_norm = None if norm is None else backend.asarray(norm).copy()
 
@@ -223,6 +230,12 @@ def _compare(model, tensors: dict, state: dict) -> tuple[list, list, list]:
         found["optimizer.hyperparameters"] = _without_lr(optimizer["hyperparameters"])
     if ours["optimizer.class"] != theirs["optimizer.class"]:
         del ours["optimizer.hyperparameters"]  # not comparable
+    scaling = (state["loss_scaler"] is not None, model.loss_scaler is not None)
+    if scaling[0] != scaling[1]:
+        have = ["none", "a LossScaler"]
+        mismatched.append(
+            f"loss_scaler: checkpoint {have[scaling[0]]}, model {have[scaling[1]]}"
+        )
     return missing, unexpected, _differences("", theirs, ours) + mismatched
 
 

@@ -181,6 +181,7 @@ def fit(
     hooks = CallbackList([history, *(callbacks or ())], model)
     names = ["loss", *(metric.name for metric in model.metrics)]
     names += ["val_" + name for name in names] if val is not None else []
+    names += list(_scaler_logs(model))
     hooks.check_arguments({"log_names": names})  # before anything changes
     model.stop_training = False
     model._discard_layer_state()  # left by forwards outside a step (gradcheck)
@@ -203,6 +204,7 @@ def fit(
             dp.end_epoch(epoch)
         if val is not None:
             logs.update(evaluate(model, *val, max(batch_size, 1024), "val_"))
+        logs.update(_scaler_logs(model))
         loop.end_epoch(epoch)
         hooks.on_epoch_end(epoch, logs)
         progress.end_epoch(logs)
@@ -210,6 +212,15 @@ def fit(
             break
     hooks.on_train_end()
     return history
+
+
+def _scaler_logs(model) -> dict:
+    """The loss scale and the steps skipped so far, when the model scales its loss
+    (mixed_float16): logged each epoch beside the loss."""
+    scaler = model.loss_scaler
+    if scaler is None:
+        return {}
+    return {"loss_scale": scaler.scale, "skipped_steps": scaler.skipped_steps}
 
 
 class _Accumulator:

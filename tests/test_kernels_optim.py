@@ -79,7 +79,8 @@ class _Recorder(NumpyBackend):
 
             def record(*arrays, **hyper):
                 absent = tuple(i for i, a in enumerate(arrays) if a is None)
-                calls.append((name, len(arrays), absent, hyper))
+                replay = {k: v for k, v in hyper.items() if k != "param_copy"}
+                calls.append((name, len(arrays), absent, replay))
                 return attr(*arrays, **hyper)
 
             return record

@@ -256,7 +256,8 @@ class OptimOps:
     @staticmethod
     def _write_param_copy(param_copy, param) -> None:
         if param_copy is not None:
-            param_copy[...] = param
+            with np.errstate(over="ignore"):  # past the 16-bit range: inf
+                param_copy[...] = param
 
     def _adapted(self, ratio, adapt):
         """The trust ratio where ``adapt`` is set (everywhere when None), else 1."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from gpunn.backends.special import gelu_is_tanh
 from gpunn.checks import check_real
 from gpunn.errors import ArgumentError, ArgumentTypeError
@@ -93,6 +95,7 @@ class Activation(Layer):
         self.activation = activation
         self._spec = spec
         self._x = self._y = None
+        self._in_dtype = None
 
     def __getattr__(self, key: str):
         """Options read as attributes, as on PyTorch modules: ``layer.temperature``,
@@ -103,16 +106,23 @@ class Activation(Layer):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
 
     def forward(self, x, training: bool = False):
+        in_dtype = x.dtype
+        if self.activation == "softmax" and x.dtype.itemsize == 2:
+            x = x.astype(np.float32)  # mixed precision: probabilities in float32
         y = getattr(self.backend, self._spec.op)(x, **self.options)
         if training:
             self._x = x if self._spec.saves == "x" else None
             self._y = y if self._spec.saves == "y" else None
+            self._in_dtype = in_dtype
         return y
 
     def backward(self, dy):
         saved = self._x if self._spec.saves == "x" else self._y
+        if saved is not None and dy.dtype != saved.dtype:  # the op's dtype
+            dy = dy.astype(saved.dtype)
         backprop = getattr(self.backend, "backprop_" + self._spec.op)
-        return backprop(dy, saved, **self.options)
+        dx = backprop(dy, saved, **self.options)
+        return dx if dx.dtype == self._in_dtype else dx.astype(self._in_dtype)
 
     def flops_per_sample(self) -> int:
         return self.n_in or 0

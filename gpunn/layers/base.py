@@ -3,6 +3,10 @@
 A layer is built once its input width is known: ``build(n_in, rng)`` returns the
 :class:`~gpunn.arena.ParamSpec` of each parameter it needs, and after the model has laid
 them out in its arena, ``bind(backend, params, grads)`` hands the layer its views.
+Under mixed precision the model also sets ``compute_params``, views of the arena's
+16-bit copy of the same parameters: a layer that multiplies by its weights (Dense)
+reads those and computes in their dtype; the others read the float32 ``params``.
+``backward`` returns ``dx`` in the dtype its forward's input had.
 
 ``forward(x, training)`` returns ``y`` and, when training, keeps what ``backward``
 needs; ``backward(dy)`` returns ``dx`` and writes the parameter gradients into the grad
@@ -91,6 +95,7 @@ class Layer:
 
     def bind(self, backend, params: dict, grads: dict) -> None:
         self.backend, self.params, self.grads = backend, params, grads
+        self.compute_params = params  # a mixed-precision model gives 16-bit views
 
     @property
     def built(self) -> bool:
@@ -114,6 +119,9 @@ class Layer:
     # ------------------------------------------------------------- optional hooks
     adaptable = False
     min_train_batch = 1  # smallest batch the layer can train on (BatchNorm: 2)
+    # the factor the loss gradient carries in a step (dynamic loss scaling, set by
+    # the model): gradients a layer adds on its own (penalties) are scaled alike
+    grad_scale = 1.0
     stage_state = False  # set by the model during its training steps: see above
 
     def commit_state(self) -> None:

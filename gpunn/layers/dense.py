@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from gpunn import initializers, regularizers
 from gpunn.arena import ParamSpec
 from gpunn.backends.ops_fused import FUSABLE
@@ -33,6 +35,9 @@ class Dense(Layer):
 
     Shape: ``(batch, n_in)`` -> ``(batch, units)``.
     Weights: ``get_weights()`` gives ``[W, b]`` (``[W]`` without bias).
+    Mixed precision: the input is cast to the 16-bit compute dtype, the GEMMs take
+    the arena's 16-bit copy of ``W`` and ``b`` and accumulate in float32, the output
+    is 16-bit, and the gradients of ``W`` and ``b`` reach the float32 arena.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class Dense(Layer):
         )
         self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
         self._x = self._saved = None
+        self._in_dtype = None
 
     def output_dim(self, n_in: int) -> int:
         return self.units
@@ -104,11 +110,17 @@ class Dense(Layer):
         ``activate`` to :meth:`backward`. The bias add and a fusable activation run
         as one backend op (``dense_activation``)."""
         fused, options, rest = self._split(activate)
+        weights = self.compute_params  # 16-bit copies under mixed precision
+        kernel = weights["kernel"]
+        in_dtype = x.dtype
+        if x.dtype != kernel.dtype:  # mixed precision: the GEMM's 16-bit inputs
+            with np.errstate(over="ignore"):  # past the 16-bit range: inf
+                x = x.astype(kernel.dtype)
         y, saved = self.backend.dense_activation(
-            x, self.params["kernel"], self.params.get("bias"), fused, options
+            x, kernel, weights.get("bias"), fused, options
         )
         if training:
-            self._x, self._saved = x, saved
+            self._x, self._saved, self._in_dtype = x, saved, in_dtype
         return y if rest is None else rest.forward(y, training)
 
     def backward(self, dy, activate: bool = True):
@@ -117,9 +129,12 @@ class Dense(Layer):
         fused, options, rest = self._split(activate)
         if rest is not None:
             dy = rest.backward(dy)
+        kernel = self.compute_params["kernel"]
+        if dy.dtype != kernel.dtype:  # e.g. a float32 loss gradient, mixed precision
+            dy = dy.astype(kernel.dtype)
         dx = self.backend.backprop_dense_activation_(
             self._x,
-            self.params["kernel"],
+            kernel,
             dy,
             self._saved,
             self.grads["kernel"],
@@ -129,7 +144,11 @@ class Dense(Layer):
             need_dx=self.needs_dx,
         )
         for key, regularizer in self._regularized():
-            regularizer.add_grad_(self.backend, self.params[key], self.grads[key])
+            regularizer.add_grad_(
+                self.backend, self.params[key], self.grads[key], self.grad_scale
+            )
+        if dx is not None and dx.dtype != self._in_dtype:
+            dx = dx.astype(self._in_dtype)
         return dx
 
     def _regularized(self) -> list:

@@ -13,6 +13,7 @@ from gpunn.arena import ParamSpec
 from gpunn.checks import check_bool, check_real
 from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.layers.base import Layer
+from gpunn.precision import is_half
 
 
 def check_state(layer: Layer, state, shapes: dict) -> dict:
@@ -150,8 +151,10 @@ class BatchNorm(Layer):
     # ------------------------------------------------------------------ compute
     def forward(self, x, training: bool = False):
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
+        # statistics in float32 for 16-bit inputs (mixed precision), else x's dtype
+        dtype = np.dtype(np.float32) if is_half(x.dtype) else x.dtype
         if not training:
-            stats = self._stats(x.dtype)
+            stats = self._stats(dtype)
             return self.backend.batch_norm_eval(
                 x, gamma, beta, stats["mean"], stats["var"], self.eps
             )
@@ -160,7 +163,7 @@ class BatchNorm(Layer):
                 "Expected more than 1 value per channel when training, got input of "
                 f"shape {tuple(x.shape)}"
             )
-        stats = self._training_stats(x.dtype)
+        stats = self._training_stats(dtype)
         stats["count"] += 1
         momentum = self.momentum
         if momentum is None:

@@ -1,6 +1,6 @@
 """Optimizers with ``torch.optim``'s names, defaults and update rules, each one fused
 update over the model's flat parameter arena, plus the large-batch optimizers LARS and
-LAMB and gradient clipping."""
+LAMB, gradient clipping, and loss scaling for float16 training."""
 
 from gpunn.errors import ArgumentError
 from gpunn.optim.adagrad import Adadelta, Adagrad
@@ -9,6 +9,7 @@ from gpunn.optim.adam_variants import Adamax, NAdam
 from gpunn.optim.base import Optimizer
 from gpunn.optim.clip import clip_grad_norm_, clip_grad_value_
 from gpunn.optim.large_batch import LAMB, LARS
+from gpunn.optim.loss_scaler import LossScaler, StaticLossScaler
 from gpunn.optim.rmsprop import RMSprop
 from gpunn.optim.sgd import SGD
 
@@ -21,9 +22,11 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "LossScaler",
     "NAdam",
     "Optimizer",
     "RMSprop",
+    "StaticLossScaler",
     "clip_grad_norm_",
     "clip_grad_value_",
     "get",

@@ -26,6 +26,8 @@ class Adagrad(Optimizer):
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
 
+    writes_param_copy = True
+
     state_names = ("sum",)
 
     def __init__(
@@ -63,6 +65,7 @@ class Adagrad(Optimizer):
             eps=self.eps,
             weight_decay=self.weight_decay,
             maximize=self.maximize,
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:
@@ -92,6 +95,8 @@ class Adadelta(Optimizer):
         clip_norm, clip_value: keyword-only gradient clipping, see
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
+
+    writes_param_copy = True
 
     state_names = ("square_avg", "acc_delta")
 
@@ -124,6 +129,7 @@ class Adadelta(Optimizer):
             eps=self.eps,
             weight_decay=self.weight_decay,
             maximize=self.maximize,
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:

@@ -28,6 +28,8 @@ class Adam(Optimizer):
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
 
+    writes_param_copy = True
+
     decoupled = False
 
     def __init__(
@@ -70,6 +72,7 @@ class Adam(Optimizer):
             maximize=self.maximize,
             step_size=lr / (1 - beta1**t),
             bias_correction2_sqrt=math.sqrt(1 - beta2**t),
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:

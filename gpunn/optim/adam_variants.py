@@ -24,6 +24,8 @@ class Adamax(Optimizer):
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
 
+    writes_param_copy = True
+
     state_names = ("exp_avg", "exp_inf")
 
     def __init__(
@@ -57,6 +59,7 @@ class Adamax(Optimizer):
             weight_decay=self.weight_decay,
             maximize=self.maximize,
             clr=lr / (1 - beta1**t),
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:
@@ -96,6 +99,8 @@ class NAdam(Optimizer):
         clip_norm, clip_value: keyword-only gradient clipping, see
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
+
+    writes_param_copy = True
 
     state_names = ("exp_avg", "exp_avg_sq")
     host_scalars = ("mu_product",)
@@ -150,6 +155,7 @@ class NAdam(Optimizer):
             bias_correction2=1 - beta2**t,
             grad_coef=-lr * (1.0 - mu) / (1.0 - mu_product),
             avg_coef=(-lr * mu_next) / (1.0 - mu_product * mu_next),
+            param_copy=arena.compute,
         )
         self.mu_product = mu_product  # only once the update went through
 

@@ -46,6 +46,11 @@ class Optimizer:
 
     state_names: tuple[str, ...] = ()
     host_scalars: tuple[str, ...] = ()  # float attributes saved by host_state()
+    # whether _update passes param_copy=arena.compute to its backend op (every
+    # built-in optimizer does, so mixed precision's 16-bit weights are written in the
+    # same pass); a subclass that does not leaves them to be re-cast before the next
+    # forward
+    writes_param_copy = False
 
     def __init__(self, lr, *, clip_norm=None, clip_value=None):
         self.lr = lr
@@ -184,6 +189,10 @@ class Optimizer:
         with faults.uninterrupted():
             self._clip_grads()
             self._update(self.steps + 1, lr)
+            if self.writes_param_copy:  # mixed precision: the 16-bit copy is current
+                self.arena.compute_written()
+            else:
+                self.arena.params_changed()
             self.steps += 1
 
     def _clip_grads(self) -> None:

@@ -73,6 +73,8 @@ class LARS(_TrustRatio):
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
 
+    writes_param_copy = True
+
     def __init__(
         self,
         lr: float = 1.0,
@@ -111,6 +113,7 @@ class LARS(_TrustRatio):
             eps=self.eps,
             maximize=self.maximize,
             first_step=t == 1,
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:
@@ -148,6 +151,8 @@ class LAMB(_TrustRatio):
         clip_norm, clip_value: keyword-only gradient clipping, see
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
+
+    writes_param_copy = True
 
     state_names = ("exp_avg", "exp_avg_sq")
 
@@ -187,6 +192,7 @@ class LAMB(_TrustRatio):
             maximize=self.maximize,
             bias_correction1=1 - beta1**t,
             bias_correction2=1 - beta2**t,
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:

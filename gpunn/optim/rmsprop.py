@@ -31,6 +31,8 @@ class RMSprop(Optimizer):
             :class:`~gpunn.optim.Optimizer`. Default: None.
     """
 
+    writes_param_copy = True
+
     def __init__(
         self,
         lr: float = 1e-2,
@@ -72,6 +74,7 @@ class RMSprop(Optimizer):
             momentum=self.momentum,
             centered=self.centered,
             maximize=self.maximize,
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:

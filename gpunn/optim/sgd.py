@@ -29,6 +29,8 @@ class SGD(Optimizer):
     ``lr`` may be a schedule (a callable ``step -> lr``), as for every optimizer.
     """
 
+    writes_param_copy = True
+
     def __init__(
         self,
         lr: float = 1e-3,
@@ -67,6 +69,7 @@ class SGD(Optimizer):
             weight_decay=self.weight_decay,
             maximize=self.maximize,
             first_step=t == 1,
+            param_copy=arena.compute,
         )
 
     def _hyperparameters(self) -> dict:

@@ -30,6 +30,7 @@ from gpunn import layers as layers_lib
 from gpunn import losses, optim, schedules
 from gpunn import metrics as metrics_lib
 from gpunn.layers.base import Layer
+from gpunn.optim.loss_scaler import LossScaler, StaticLossScaler
 
 VERSION = 1
 _CONFIG_KEYS = {"version", "dtype", "input_dim", "seed", "layers", "compile"}
@@ -78,12 +79,15 @@ def compile_config(model, include_optimizer: bool = True) -> dict | None:
     ``include_optimizer`` is false)."""
     if model.loss is None or not include_optimizer:
         return None
-    optimizer = model.optimizer
+    optimizer, scaler = model.optimizer, model.loss_scaler
     return {
         "loss": model.loss.get_config(),
         "optimizer": {"name": type(optimizer).__name__.lower()}
         | optimizer.hyperparameters(),
         "metrics": [_metric_config(m) for m in model.metrics],
+        "loss_scale": None
+        if scaler is None
+        else {"class": type(scaler).__name__, **scaler.get_config()},
     }
 
 
@@ -96,9 +100,15 @@ def _metric_config(metric) -> str | dict:
 
 
 def compile_arguments(config: dict) -> dict:
-    """``{"loss", "optimizer", "metrics"}`` objects for ``model.compile`` from
-    :func:`compile_config`'s dict."""
-    _require_keys("compile config", config, {"loss", "optimizer", "metrics"})
+    """``{"loss", "optimizer", "metrics", "loss_scale"}`` objects for
+    ``model.compile`` from :func:`compile_config`'s dict (a config written before
+    loss scaling existed has no ``loss_scale``: the policy's default)."""
+    _require_keys(
+        "compile config",
+        config,
+        {"loss", "optimizer", "metrics"},
+        optional={"loss_scale"},
+    )
     loss = losses.get(config["loss"])
     hyper = dict(config["optimizer"])
     name, lr = hyper.pop("name", None), hyper.pop("lr", None)
@@ -113,7 +123,24 @@ def compile_arguments(config: dict) -> dict:
         raise TypeError(f"optimizer config needs a 'name', got {name!r}")
     optimizer = optim.get(name, lr=lr, **hyper)
     found = [_metric(m, loss) for m in config["metrics"]]
-    return {"loss": loss, "optimizer": optimizer, "metrics": found}
+    scale = _loss_scaler(config.get("loss_scale", "auto"))
+    return {"loss": loss, "optimizer": optimizer, "metrics": found, "loss_scale": scale}
+
+
+def _loss_scaler(config):
+    """A LossScaler / StaticLossScaler from its config dict (None and "auto" pass)."""
+    if config is None or config == "auto":
+        return config
+    if not isinstance(config, dict):
+        raise TypeError(
+            f"loss_scale config must be a dict, got {type(config).__name__}"
+        )
+    kwargs = dict(config)
+    classes = {"LossScaler": LossScaler, "StaticLossScaler": StaticLossScaler}
+    cls = classes.get(kwargs.pop("class", None))
+    if cls is None:
+        raise ValueError(f"loss_scale class must be one of {sorted(classes)}")
+    return cls(**kwargs)
 
 
 def _metric(config, loss):
@@ -134,6 +161,7 @@ def model_config(model, include_optimizer: bool = True) -> dict:
     return {
         "version": VERSION,
         "dtype": model.dtype.name,
+        "precision": model.policy.name,
         "input_dim": model.input_dim,
         "seed": model.seed,
         "layers": [layer_config(layer) for layer in model.layers],
@@ -148,7 +176,7 @@ def model_arguments(config: dict) -> dict:
 
     Raises: ValueError / TypeError naming the bad entry (e.g. ``layers[2]``).
     """
-    _require_keys("model config", config, _CONFIG_KEYS)
+    _require_keys("model config", config, _CONFIG_KEYS, optional={"precision"})
     if config["version"] != VERSION:
         raise ValueError(f"config version must be {VERSION}, got {config['version']!r}")
     if not isinstance(config["layers"], list):
@@ -164,11 +192,16 @@ def model_arguments(config: dict) -> dict:
     return {
         "layers": layers,
         **{key: config[key] for key in ("input_dim", "dtype", "seed")},
+        "precision": config.get("precision", "float32"),
         "compile": None if compiled is None else compile_arguments(compiled),
     }
 
 
-def _require_keys(what: str, config, keys: set) -> None:
-    if not isinstance(config, dict) or set(config) != keys:
+def _require_keys(what: str, config, keys: set, optional: set = frozenset()) -> None:
+    """ValueError unless ``config`` is a dict holding ``keys`` and maybe some of
+    ``optional`` (keys added after files were first written), nothing else."""
+    found = set(config) if isinstance(config, dict) else None
+    if found is None or not keys <= found <= keys | optional:
         got = sorted(config) if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{what} must have the keys {sorted(keys)}, got {got}")
+        extra = f" (and maybe {sorted(optional)})" if optional else ""
+        raise ValueError(f"{what} must have the keys {sorted(keys)}{extra}, got {got}")

@@ -14,6 +14,7 @@ import math
 import numbers
 
 from gpunn.errors import CheckpointError
+from gpunn.precision import POLICIES
 
 DTYPES = ("float32", "float64")
 MAX_INT = 2**53  # counters (steps, epochs, samples) a float64 still holds exactly
@@ -25,6 +26,8 @@ _STATE += ("callbacks", "loop", "world_size")
 _LOOP = ("epoch", "batch", "config", "epoch_rng", "sizes", "accumulated")
 _CONFIG = ("n_samples", "batch_size", "shuffle", "accumulate_steps")
 _PCG64 = ("bit_generator", "state", "has_uint32", "uinteger")
+_SCALER = ("scale", "growth_factor", "backoff_factor", "growth_interval")
+_SCALER += ("_growth_tracker", "skipped_steps")
 
 
 class _Bad(Exception):
@@ -45,7 +48,7 @@ def checked(state, version: int, path: str) -> dict:
 
 
 def _check_state(state, version: int) -> None:
-    _keys("(top level)", state, _STATE)
+    _keys("(top level)", state, _STATE, optional=("precision", "loss_scaler"))
     if state["version"] != version:
         raise _Bad("version", f"must be {version}, got {_short(state['version'])}")
     _choice("dtype", state["dtype"], DTYPES)
@@ -64,6 +67,20 @@ def _check_state(state, version: int) -> None:
         raise _Bad("callbacks", f"more than {MAX_CALLBACKS} entries")
     if state["loop"] is not None:
         _check_loop(state["loop"])
+    _choice("precision", state.get("precision", "float32"), POLICIES)
+    if state.get("loss_scaler") is not None:
+        _check_loss_scaler(state["loss_scaler"])
+
+
+def _check_loss_scaler(scaler) -> None:
+    """GradScaler's state (scale, factors, interval, growth tracker) and the skipped
+    steps; LossScaler.load_state_dict checks how they relate."""
+    _keys("loss_scaler", scaler, _SCALER)
+    for key in ("scale", "growth_factor", "backoff_factor"):
+        _real(f"loss_scaler.{key}", scaler[key], positive=True)
+    _int("loss_scaler.growth_interval", scaler["growth_interval"], 1, MAX_INT)
+    _int("loss_scaler._growth_tracker", scaler["_growth_tracker"], 0, MAX_INT)
+    _int("loss_scaler.skipped_steps", scaler["skipped_steps"], 0, MAX_INT)
 
 
 def _check_optimizer(optimizer) -> None:
