@@ -78,6 +78,7 @@ class DataParallel:
         layers per rank once."""
         model = self.model
         self.engine.broadcast_(model.arena.params)
+        model.arena.params_changed()  # mixed precision: re-cast the 16-bit copy
         for buffer in model.optimizer.state.values():
             self.engine.broadcast_(buffer)
         host = self.world.broadcast_json(
