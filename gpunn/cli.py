@@ -242,10 +242,7 @@ def _pipe_closed() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # a bad flag: status 2 (--help, --version: 0)
-        return exc.code if isinstance(exc.code, int) else 2
+    args = _parser().parse_args(argv)  # a bad flag: SystemExit(2) naming it
     handler = _StdoutHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("gpunn")

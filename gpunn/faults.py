@@ -124,9 +124,10 @@ class StepCheck:
             where = f"at epoch {self.epoch + 1}, {span}, before optimizer step {step}"
         return (
             f"{what} {where}: the update was skipped, so parameters, optimizer "
-            "state, step count and layer state are as before it. Try a lower learning rate, gradient "
-            "clipping (clip_norm=...) or look for extreme input values; set "
-            "model.check_finite = False to apply such updates anyway"
+            "state, step count and layer state are as before it. Try a lower "
+            "learning rate, gradient clipping (clip_norm=...) or look for extreme "
+            "input values; set model.check_finite = False to apply such updates "
+            "anyway"
         )
 
 

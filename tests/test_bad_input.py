@@ -1,8 +1,9 @@
-"""Bad input (QUALITY.md) not covered elsewhere: read-only arrays are accepted and
-never changed by any entry point; bad sample weights, validation data and prediction
-inputs raise the same class on every backend, naming the argument, with nothing
-changed. (X / y rows: test_model.py; hyperparameters: test_optim*.py, test_losses.py,
-test_activation_layers.py; sample-weight messages on the CPU: test_fit_toolkit.py.)"""
+"""Bad input (the README's "What is guaranteed") not covered elsewhere: read-only arrays
+are accepted and never changed by any entry point; bad sample weights, validation
+data and prediction inputs raise the same class on every backend, naming the
+argument, with nothing changed. (X / y rows: test_model.py; hyperparameters:
+test_optim*.py, test_losses.py, test_activation_layers.py; sample-weight messages on
+the CPU: test_fit_toolkit.py.)"""
 
 import numpy as np
 import pytest

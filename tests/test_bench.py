@@ -92,7 +92,9 @@ def test_the_gemm_floor_computes_the_steps_products():
     assert shapes == [((16, 64), (64, 128), True), ((16, 128), (128, 10), False)]
 
 
-def run_tiny(monkeypatch, against=("numpy",), **sides):
+def run_tiny(monkeypatch, against=("numpy",), spread=float("inf"), **sides):
+    """A tiny run; ``spread``: the stability limit (none by default: two rounds of a
+    tiny model on a loaded CI machine can differ by anything)."""
     for name, factory in sides.items():
         monkeypatch.setitem(contenders.SIDES, name, ((name, factory),))
     options = runner.Options(
@@ -102,6 +104,7 @@ def run_tiny(monkeypatch, against=("numpy",), **sides):
         steps=2,
         against=against,
         settle_s=0.0,
+        unstable_spread=spread,
     )
     return runner.run(options, progress=runner.Progress(1, stream=io.StringIO()))
 
@@ -355,3 +358,77 @@ def test_every_contender_has_a_reason_or_runs_here():
             assert reason is None
         if "torch" in name and not HAS_TORCH:
             assert reason == "torch is not installed"
+
+
+# ------------------------------------------------------------------ stability, threads
+def timed_as(monkeypatch, rounds: dict):
+    """Makes each side's rounds take the given seconds per step (by side key)."""
+    seen = {}
+
+    def fake(side, n, settle_s=0.0):
+        i = seen.get(side.key, 0)
+        seen[side.key] = i + 1
+        return rounds.get(side.key, [1e-3, 1e-3])[i]
+
+    monkeypatch.setattr(runner, "_time_steps", fake)
+
+
+def test_rounds_that_disagree_are_flagged_unstable_not_a_ratio(monkeypatch):
+    timed_as(monkeypatch, {"gpunn": [1e-3, 1.1e-3], "numpy": [1e-3, 3e-3]})
+    result = run_tiny(monkeypatch, spread=1.5)
+    sides = by_key(result)
+    assert sides["numpy"]["unstable"] == "its rounds differ 3.00x"
+    assert sides["numpy"]["gpunn_speedup"] is None
+    assert sides["numpy"]["pct_gemm_floor"] is None
+    assert sides["numpy"]["median_step_s"] == pytest.approx(2e-3)  # still measured
+    assert sides["gpunn"]["unstable"] is None
+    assert sides["gpunn"]["pct_gemm_floor"] == pytest.approx(100 / 1.05)
+    text = report.table(result)
+    row = next(line for line in text.splitlines() if line.startswith("plain NumPy"))
+    assert row.count("unstable") == 2
+    assert "unstable: plain NumPy MLP: its rounds differ 3.00x" in text
+    saved = json.loads(json.dumps(report._finite(result)))
+    assert by_key(saved)["numpy"]["unstable"].startswith("its rounds differ")
+
+
+def test_a_floor_that_moved_makes_every_ratio_unstable(monkeypatch):
+    timed_as(monkeypatch, {"gemm-floor": [1e-4, 4e-4]})
+    monkeypatch.setattr(report, "MAIN_CONTENDER", "numpy")
+    result = run_tiny(monkeypatch, spread=1.5)
+    for side in by_key(result).values():
+        assert "GEMM floor moved 4.00x" in side["unstable"] or side["key"] == (
+            "gemm-floor"
+        )
+        assert side["gpunn_speedup"] is None and side["pct_gemm_floor"] is None
+    summary = report.summary(result)
+    assert summary[2].split() == ["tiny", "unstable"]  # speed-up over numpy
+    assert summary[6].split() == ["tiny", "unstable"]  # % of the floor
+
+
+def test_every_side_gets_the_same_thread_budget(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv("GPUNN_NUM_THREADS", "1")
+    seen = []
+    real = runner._time_steps
+
+    def watch(side, n, settle_s=0.0):
+        infos = threadpoolctl.threadpool_info()
+        seen.extend(i["num_threads"] for i in infos if i["user_api"] == "blas")
+        return real(side, n, settle_s)
+
+    monkeypatch.setattr(runner, "_time_steps", watch)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        result = run_tiny(monkeypatch)
+    assert result["settings"]["threads"] == 1
+    assert seen and max(seen) == 1
+    assert "1 threads for every side" in report.table(result)
+    if HAS_TORCH:
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            c = case()
+            contenders.Torch(c, models.initial_weights(c.sizes), [], "fused")
+            assert torch.get_num_threads() == 1
+        finally:
+            torch.set_num_threads(before)

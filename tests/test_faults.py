@@ -1,8 +1,9 @@
-"""Numerical faults (QUALITY.md): a NaN or infinite loss or gradient stops training
-before its update with NonFiniteError (or TerminateOnNaN's graceful stop), leaving
-parameters, optimizer state and step counter bitwise as they were; the check op; the
-extreme-logit and activation rows not covered elsewhere (see test_ops.py,
-test_losses.py, test_activations.py, test_parametric.py, test_optim_toolkit.py)."""
+"""Numerical faults (the README's "Numerical faults"): a NaN or infinite loss or
+gradient stops training before its update with NonFiniteError (or TerminateOnNaN's
+graceful stop), leaving parameters, optimizer state and step counter bitwise as they
+were; the check op; the extreme-logit and activation rows not covered elsewhere (see
+test_ops.py, test_losses.py, test_activations.py, test_parametric.py,
+test_optim_toolkit.py)."""
 
 import math
 import re

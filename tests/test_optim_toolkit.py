@@ -108,7 +108,8 @@ def lamb_reference(p0, grads, lr, betas, eps, weight_decay, exclude_1d, sign):
 
 
 def assert_trajectory(ours, ref, dtype):
-    # QUALITY.md: multi-step training vs reference, 1e-6 (float64), 1e-3/1e-4 (float32)
+    # the README's tolerances: multi-step training vs reference, 1e-6 (float64),
+    # 1e-3/1e-4 (float32)
     rtol, atol = (1e-12, 1e-14) if dtype == np.float64 else (1e-3, 1e-4)
     for got, want in zip(ours, ref):
         for a, b in zip(got, want):

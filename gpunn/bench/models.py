@@ -1,4 +1,4 @@
-"""The standard benchmark models and data (PERFORMANCE.md, "Standard models and grid").
+"""The standard benchmark models and data (the README's "Performance").
 
 Every contender trains the same ReLU MLP: ``Dense`` layers of the sizes below with ReLU
 between them, softmax cross-entropy on the logits, Adam (lr 1e-3, torch's defaults),
@@ -64,8 +64,9 @@ class Case:
 
 def step_flops(sizes, batch: int) -> int:
     """GEMM FLOPs of one training step: forward, dW and dX, ``2 * B * n_in * n_out``
-    each per layer, so ``6 * B * sum(n_i * n_(i+1))`` (PERFORMANCE.md). The first
-    layer's dX is not computed by any side, but the count follows the convention."""
+    each per layer, so ``6 * B * sum(n_i * n_(i+1))`` (the README's "Targets"). The
+    first layer's dX is not computed by any side, but the count follows the
+    convention."""
     return 6 * batch * sum(a * b for a, b in itertools.pairwise(sizes))
 
 

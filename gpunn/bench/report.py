@@ -11,6 +11,12 @@ Columns of the table, one row per side of a case:
 - ``peak MiB``: peak memory while the side was built and warmed up (device memory on
   the GPU, growth of the C heap's bytes in use on the CPU: :mod:`gpunn.bench.memory`);
 - ``first ms``: the first step on a fresh model (lazy set-up, compilation included).
+
+A ratio is shown only between stable measurements: where a side's rounds disagree
+widely, or the GEMM floor moved during the case (the machine's load changed), the
+ratio cells say ``unstable`` and a line under the case gives the reason (the JSON
+keeps it in ``unstable`` and leaves the ratios null). Run again on a quieter
+machine, or with more ``--steps``.
 """
 
 from __future__ import annotations
@@ -53,7 +59,8 @@ def _header(report: dict) -> str:
         f"{m['cpu_count']} CPUs); {versions}\n"
         f"{s['dtype']} {s['optimizer']} {s['loss']}; steps {s['steps']} in "
         f"{s['rounds']} rounds after {s['warmup_steps']} warm-up; "
-        f"check_finite={s['check_finite']}"
+        f"check_finite={s['check_finite']}; {s.get('threads', '?')} threads for "
+        "every side"
     )
     for item in report["skipped"]:
         what = item.get("contender") or f"precision {item.get('precision')}"
@@ -77,9 +84,14 @@ def _case_block(case: dict) -> list[str]:
             for i, (name, width) in enumerate(COLUMNS)
         ),
     ]
-    for side in case["sides"]:
-        if side["status"] == "ok" and side["median_step_s"] is not None:
-            lines.append(_row(side))
+    timed = [s for s in case["sides"] if s["status"] == "ok" and s["median_step_s"]]
+    ours = next((s for s in timed if s["key"] == "gpunn"), {})
+    floor = next((s for s in timed if s["key"] == "gemm-floor"), {})
+    for side in timed:
+        lines.append(_row(side, ours.get("unstable"), floor.get("unstable")))
+    for side in timed:
+        if side.get("unstable"):
+            lines.append(f"  unstable: {side['label']}: {side['unstable']}")
     for side in case["sides"]:
         if side["status"] == "disagrees":
             lines.append(
@@ -106,17 +118,22 @@ def _gate_line(case: dict) -> str:
     )
 
 
-def _row(side: dict) -> str:
+def _row(side: dict, ours_unstable=None, floor_unstable=None) -> str:
     def num(value, scale, fmt):
         return "-" if value is None else format(value * scale, fmt)
+
+    def ratio(value, fmt, other_unstable):
+        if value is None and (side.get("unstable") or other_unstable):
+            return "unstable"
+        return num(value, 1, fmt)
 
     widths = [width for _, width in COLUMNS]
     cells = [
         f"{side['label'][: widths[0] - 1]:<{widths[0]}}",
         f"{side['median_step_s'] * 1e3:>{widths[1]}.3f}",
         f"{side['samples_per_s']:>{widths[2]},.0f}",
-        f"{num(side['gpunn_speedup'], 1, '.2f'):>{widths[3]}}",
-        f"{num(side['pct_gemm_floor'], 1, '.1f'):>{widths[4]}}",
+        f"{ratio(side['gpunn_speedup'], '.2f', ours_unstable):>{widths[3]}}",
+        f"{ratio(side['pct_gemm_floor'], '.1f', floor_unstable):>{widths[4]}}",
         f"{side['tflops']:>{widths[5]}.3f}",
         f"{num(side['peak_bytes'], 2**-20, '.1f'):>{widths[6]}}",
         f"{num(side['first_step_s'], 1e3, '.1f'):>{widths[7]}}",
@@ -155,10 +172,16 @@ def summary(report: dict) -> list[str]:
 
 
 def _side(case: dict, key: str, field: str, fmt: str) -> str:
-    for side in case["sides"]:
-        if side["key"] == key and side.get(field) is not None:
-            return fmt.format(side[field])
-    return "-"
+    """The side's ``field`` formatted; ``unstable`` when it was timed but a side the
+    ratio needs (it, gpunn or the floor) was unstable; else ``-``."""
+    sides = {s["key"]: s for s in case["sides"]}
+    side = sides.get(key)
+    if side is None or side.get("median_step_s") is None:
+        return "-"
+    if side.get(field) is not None:
+        return fmt.format(side[field])
+    other = sides.get("gpunn" if field == "gpunn_speedup" else "gemm-floor", {})
+    return "unstable" if side.get("unstable") or other.get("unstable") else "-"
 
 
 # ------------------------------------------------------------------ files

@@ -15,6 +15,16 @@ For each case (model, batch size, precision) on one device:
    library's worker threads (torch's OpenMP pool against NumPy's BLAS) first waits
    ``SETTLE_S`` for those threads to stop spinning. A side's step
    time is the median over rounds of round time / steps.
+4. Stability: a side whose slowest round is more than ``unstable_spread`` (1.5)
+   times its fastest, or any side of a case whose GEMM floor's rounds moved that
+   much (the machine's load changed under the case), is marked ``unstable`` with
+   the reason; no ratio (``gpunn x``, ``%floor``) is computed from an unstable
+   side: the table and the JSON say "unstable" instead.
+
+Every side gets the same thread budget (:func:`gpunn.backends.threads.budget`:
+``GPUNN_NUM_THREADS``, else the cores this process has been given): BLAS (gpunn,
+NumPy, scikit-learn, the floor) is limited to it for the whole run, and torch's
+intra-op threads are set to it.
 """
 
 from __future__ import annotations
@@ -22,14 +32,15 @@ from __future__ import annotations
 import datetime
 import gc
 import math
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from gpunn.backends import threads
 from gpunn.bench import contenders, machine, models
 from gpunn.bench.models import PRECISIONS, Case
 from gpunn.bench.progress import Progress
+from gpunn.bench.summary import UNSTABLE_SPREAD, summarize
 
 WARMUP = 2
 ROUNDS = 5
@@ -55,6 +66,7 @@ class Options:
     quick: bool = False
     check_finite: bool = True
     settle_s: float | None = None  # pause before each timed run: SETTLE_S on the CPU
+    unstable_spread: float = UNSTABLE_SPREAD
 
     def resolved(self) -> Options:
         """A copy with the device chosen and every default filled in."""
@@ -90,6 +102,7 @@ class Options:
             settle_s=(SETTLE_S if device == "cpu" else 0.0)
             if self.settle_s is None
             else self.settle_s,
+            unstable_spread=self.unstable_spread,
         )
 
 
@@ -109,6 +122,8 @@ class SideResult:
     median_step_s: float | None = None
     samples_per_s: float | None = None
     tflops: float | None = None
+    spread: float | None = None  # slowest round / fastest round
+    unstable: str | None = None  # why its ratios are not reported, or None
     gpunn_speedup: float | None = None  # this side's step time / gpunn's
     pct_gemm_floor: float | None = None  # the floor's step time / this side's, in %
     compile_s: float | None = None  # torch.compile: first step minus a step
@@ -130,8 +145,9 @@ def run(options: Options, progress=None) -> dict:
     rounds = min(ROUNDS, options.steps)
     bar = progress or Progress(len(cases) * (len(keys) + 1) * (rounds + 1))
     started = datetime.datetime.now().astimezone()
-    contenders.prepare(_factories(against, options), options.device)
-    records = [_run_case(case, against, options, rounds, bar) for case in cases]
+    with threads.blas_limited() as budget:  # the same thread budget for every side
+        contenders.prepare(_factories(against, options), options.device)
+        records = [_run_case(case, against, options, rounds, bar) for case in cases]
     bar.close()
     return {
         "format": "gpunn-bench/1",
@@ -146,6 +162,7 @@ def run(options: Options, progress=None) -> dict:
             "loss": "softmax cross-entropy",
             "dtype": "float32",
             "memory": _memory_method(options.device),
+            "threads": budget,
         },
         "skipped": skipped,
         "cases": records,
@@ -190,7 +207,7 @@ def _run_case(case: Case, against, options: Options, rounds: int, bar) -> dict:
             pause = options.settle_s if last not in (None, side.threads) else 0.0
             result.step_s.append(_time_steps(side, per_round, pause))
             last = side.threads
-    _summarize(case, results)
+    summarize(case, results, options.unstable_spread)
     bar.case_done(case.label())
     del sides, live
     _free(case.device)
@@ -269,23 +286,6 @@ def _time_steps(side, n: int, settle_s: float = 0.0) -> float:
     side.steps(n)
     side.sync()
     return (time.perf_counter() - start) / n
-
-
-def _summarize(case: Case, results: list) -> None:
-    for result in results:
-        if result.status == "ok" and result.step_s:
-            median = result.median_step_s = statistics.median(result.step_s)
-            result.samples_per_s = case.batch / median
-            result.tflops = case.flops / median / 1e12
-    timed = {r.key: r for r in results if r.timed}
-    ours, floor = timed.get("gpunn"), timed.get("gemm-floor")
-    for result in timed.values():
-        if ours is not None:
-            result.gpunn_speedup = result.median_step_s / ours.median_step_s
-        if floor is not None:
-            result.pct_gemm_floor = 100 * floor.median_step_s / result.median_step_s
-        if result.key == "torch-compile":
-            result.compile_s = max(result.first_step_s - result.median_step_s, 0.0)
 
 
 def _xp(device: str):

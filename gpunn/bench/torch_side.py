@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from gpunn.backends import threads
 from gpunn.bench.models import LR, PRECISIONS
 from gpunn.bench.side import Side
 
@@ -21,6 +22,8 @@ class Torch(Side):
 
         self.torch = torch
         self.device = "cuda" if case.device == "gpu" else "cpu"
+        if self.device == "cpu":  # the budget NumPy's BLAS gets (gpunn.bench.runner)
+            torch.set_num_threads(threads.budget())
         if self.device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = PRECISIONS[case.precision].tf32
         self.key = f"torch-{variant}"
