@@ -24,6 +24,8 @@ from gpunn.backends import get_backend
 from gpunn.callbacks import History
 from gpunn.checkpointing import ModelCheckpoint
 from gpunn.errors import (
+    ArgumentError,
+    ArgumentTypeError,
     BackendUnavailableError,
     CheckpointError,
     CorruptFileError,
@@ -64,6 +66,8 @@ __all__ = [
     "ELU",
     "GELU",
     "Activation",
+    "ArgumentError",
+    "ArgumentTypeError",
     "BackendUnavailableError",
     "BatchNorm",
     "CheckpointError",
