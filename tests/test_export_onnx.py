@@ -19,6 +19,7 @@ from gpunn.cli import main
 from gpunn.errors import NotBuiltError
 from gpunn.export import ExportError, export_onnx, onnx_model, to_onnx
 from gpunn.export.trace import _CONVERTERS, ACTIVATION_OPS
+from gpunn.precision import bfloat16
 from gpunn.layers import (
     Activation,
     BatchNorm,
@@ -397,10 +398,38 @@ def test_an_activation_without_an_exporter_is_refused_by_name():
         to_onnx(model)
 
 
-@pytest.mark.parametrize("dtype", ["float16", np.float16, "half", "bfloat16"])
-def test_half_precision_is_refused_until_mixed_precision(dtype):
-    with pytest.raises(ExportError, match="mixed-precision"):
-        to_onnx(build([Dense(3)]), dtype=dtype)
+def test_bfloat16_is_refused_with_the_alternative():
+    pytest.importorskip("ml_dtypes")
+    for dtype in ("bfloat16", bfloat16()):
+        with pytest.raises(ExportError, match="dtype='float16' or 'float32'"):
+            to_onnx(build([Dense(3)]), dtype=dtype)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("dtype", ["float16", np.float16, "half"])
+def test_float16_graphs_match_predict_to_float16_tolerance(precision, dtype):
+    """A float16 graph (weights rounded once, float16 input and output), for a
+    float32 model and for mixed-precision ones, against predict."""
+    if precision != "float32":
+        pytest.importorskip("ml_dtypes")
+    layers = [
+        Standardize(),
+        Dense(16, activation="gelu"),
+        BatchNorm(),
+        Dense(8, activation={"activation": "leaky_relu", "negative_slope": 0.2}),
+        Dense(5, activation="softmax"),
+    ]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 6)).astype(np.float32)
+    model = gpunn.Sequential(layers, seed=0, backend="cpu", precision=precision)
+    model.compile("softmax_cross_entropy", "adam", metrics=[])
+    model.adapt(X)
+    model.fit(X, rng.integers(0, 5, 64), epochs=2, batch_size=16, verbose=0)
+    proto = to_onnx(model, dtype=dtype)
+    session = ort.InferenceSession(proto.SerializeToString())
+    ours = session.run(None, {"input": X.astype(np.float16)})[0]
+    assert ours.dtype == np.float16
+    np.testing.assert_allclose(ours.astype(np.float32), model.predict(X), atol=1e-2)
 
 
 @pytest.mark.parametrize(
@@ -530,7 +559,7 @@ def test_cli_exports_a_training_checkpoint(tmp_path, capsys, rng):
         (("--opset", "12"), "argument --opset: opset must be >= 13"),
         (("--opset", "x"), "argument --opset: expected an int, got 'x'"),
         (("--dtype", "int8"), "argument --dtype: dtype must be one of"),
-        (("--dtype", "float16"), "argument --dtype: dtype='float16' is not supported"),
+        (("--dtype", "bfloat16"), "argument --dtype: dtype='bfloat16' is not exported"),
     ],
 )
 def test_cli_bad_flags_exit_2_naming_the_flag(saved, capsys, flags, match):

@@ -26,10 +26,7 @@ from gpunn.persistence.atomic import atomic_write
 
 DEFAULT_OPSET = 17  # onnxruntime >= 1.12 loads it; IR version 8
 MIN_OPSET = 13  # Softmax over one axis, Gemm, Erf, ... as used here
-DTYPES = ("float32", "float64")
-# planned with mixed precision: Graph and Tracer take any float dtype; float16 would
-# join DTYPES, traced like float64 where ONNX attributes (float32) would round
-_HALF = ("float16", "bfloat16", "half")
+DTYPES = ("float32", "float64", "float16")
 MAX_BYTES = 2**31 - 1  # protobuf's limit on one message: one ONNX file
 BATCH = "batch"
 
@@ -45,19 +42,20 @@ def _require_onnx():
 
 
 def check_dtype(dtype, model_dtype) -> np.dtype:
-    """The export dtype: ``dtype`` (``"float32"`` / ``"float64"``), or the model's
-    when None. float16/bfloat16 raise ExportError (they come with mixed precision),
-    anything else ValueError naming the argument."""
+    """The export dtype: ``dtype`` (``"float32"``, ``"float64"``, ``"float16"``), or
+    the model's when None. bfloat16 raises ExportError (ONNX Runtime has almost no
+    bfloat16 kernels), anything else ValueError naming the argument."""
     if dtype is None:
         return np.dtype(model_dtype)
     try:
         name = np.dtype(dtype).name
     except TypeError:  # e.g. "bfloat16" without ml_dtypes
         name = dtype if isinstance(dtype, str) else None
-    if name in _HALF:
+    if name == "bfloat16":
         raise ExportError(
-            f"dtype={name!r} is not supported yet: half-precision export comes with "
-            "mixed-precision training; use dtype='float32' or 'float64'"
+            "dtype='bfloat16' is not exported: ONNX Runtime runs almost no bfloat16 "
+            "operators; export a mixed_bfloat16 model with dtype='float16' or "
+            "'float32' (its float32 master weights are rounded once)"
         )
     if name not in DTYPES:
         raise ValueError(
@@ -128,18 +126,20 @@ def export_onnx(model, path, dtype=None, opset: int = DEFAULT_OPSET) -> None:
         path: the file to write (str or path-like), e.g. ``"model.onnx"``; replaced
             if it exists (a symbolic link stays, its target is replaced); missing
             parent directories are created.
-        dtype: ``"float32"`` or ``"float64"``, the dtype of the graph's input,
-            weights and output; None keeps the model's (a float64 model exported
-            as float32 has its weights rounded). float16 comes with mixed
-            precision. Default: None.
+        dtype: ``"float32"``, ``"float64"`` or ``"float16"``, the dtype of the
+            graph's input, weights and output; None keeps the model's (the float32
+            master weights of a mixed-precision model). A model exported in a
+            narrower dtype has its weights rounded once; ``"float16"`` suits a
+            ``mixed_float16`` model served in float16. bfloat16 is refused.
+            Default: None.
         opset: the ONNX opset, ``>= 13`` and at most the installed onnx's newest.
             Default: 17 (onnxruntime 1.12 and later).
 
     Raises:
         NotBuiltError: the model (or a Standardize/Whiten in it) is not built or
             adapted.
-        ExportError: a layer or activation that cannot be exported (named), a
-            float16 dtype, or weights over the 2 GiB one ONNX file holds.
+        ExportError: a layer or activation that cannot be exported (named),
+            bfloat16, or weights over the 2 GiB one ONNX file holds.
         TypeError, ValueError: a bad argument (named); nothing is written.
         OSError: the write failed; an existing file at ``path`` is intact.
         ModuleNotFoundError: onnx is not installed (``pip install

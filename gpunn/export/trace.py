@@ -6,9 +6,9 @@ for symbolic tensors: it runs the reference ops of
 :class:`~gpunn.backends.ops_layers.LayerOps` unchanged on
 :class:`~gpunn.export.graph.Sym` tensors, so the graph computes what ``predict``
 computes, and overrides only the ops that one ONNX operator computes the same way
-(``Gemm``, ``Relu``, ``Sigmoid``, ``Softmax``, ``PRelu``; in float32 also ``LeakyRelu``,
-``Elu`` and ``Erf``, which in float64 stay traced: ONNX float attributes are float32
-and onnxruntime has no float64 ``Elu`` or ``Erf``).
+(``Gemm``, ``Relu``, ``Sigmoid``, ``Softmax``, ``PRelu``; in float32 and float16 also
+``LeakyRelu``, ``Elu`` and ``Erf``, which in float64 stay traced: ONNX float attributes
+are float32 and onnxruntime has no float64 ``Elu`` or ``Erf``).
 
 Layers, by exact type (a subclass may compute something else, so it is refused):
 
@@ -84,7 +84,8 @@ class Tracer(LayerOps):
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.float32 = graph.dtype == np.float32  # float attributes are float32
+        # LeakyRelu, Elu, Erf natively unless float64 (float attributes are float32)
+        self.native = graph.dtype != np.float64
 
     def dense_forward(self, x, w, b=None):
         """``Gemm``: ``x @ w + b``."""
@@ -106,18 +107,19 @@ class Tracer(LayerOps):
         return self.graph.op("Softmax", x, axis=1)
 
     def leaky_relu(self, x, negative_slope=0.01):
-        if not self.float32:
+        if not self.native:
             return super().leaky_relu(x, negative_slope)
         return self.graph.op("LeakyRelu", x, alpha=float(negative_slope))
 
     def elu(self, x, alpha=1.0):
-        if not self.float32:
+        if not self.native:
             return super().elu(x, alpha)
         return self.graph.op("Elu", x, alpha=float(alpha))
 
     def erf(self, x):
-        """``Erf`` in float32; in float64 gpunn's own rational approximation."""
-        return self.graph.op("Erf", x) if self.float32 else super().erf(x)
+        """``Erf`` in float32 and float16; in float64 gpunn's own rational
+        approximation."""
+        return self.graph.op("Erf", x) if self.native else super().erf(x)
 
 
 def trace_model(model, dtype) -> Graph:
