@@ -101,19 +101,16 @@ class StepCheck:
         )
 
     def _message(self, loss, batches: int) -> str:
-        backend, grads = self.model.backend, self.model.arena.grads
+        backend = self.model.backend
         value = float(backend.to_numpy(loss))
-        if not math.isfinite(value):
-            what = f"non-finite loss ({value})"
-        elif not bool(backend.step_is_finite(loss, grads)):
-            what = self._gradients_message(value)
-        else:
-            staged = [layer.name for layer in self.model.layers if _bad_state(layer)]
-            what = (
-                f"non-finite layer state (the loss, {value:.6g}, and the gradients "
-                f"are finite, but the state of {', '.join(staged)} would not be: an "
-                "extreme input row?)"
+        staged = [layer.name for layer in self.model.layers if _bad_state(layer)]
+        parts = [] if math.isfinite(value) else [f"non-finite loss ({value})"]
+        if staged:
+            parts.append(
+                f"non-finite layer state (the state of {', '.join(staged)} would not "
+                "be finite: an extreme input row?)"
             )
+        what = " and ".join(parts) or self._gradients_message(value)
         step = self.model.optimizer.steps + 1
         if self.epoch is None:
             where = f"in train_step, before optimizer step {step}"
@@ -129,6 +126,19 @@ class StepCheck:
             "input values; set model.check_finite = False to apply such updates "
             "anyway"
         )
+
+
+def with_layer_state(model, loss):
+    """``loss`` (a 0-d device array), made NaN when the layer state the step staged
+    is not finite (no host read). On several ranks the reduced loss then carries one
+    rank's overflowing BatchNorm statistics to every rank, so all refuse the step
+    together instead of one raising while the others wait in the next
+    all-reduce."""
+    for layer in model.layers:
+        finite = layer.staged_is_finite()
+        if finite is not None:
+            loss = model.backend.xp.where(finite, loss, math.nan).astype(loss.dtype)
+    return loss
 
 
 def _bad_state(layer) -> bool:

@@ -324,6 +324,7 @@ def _data_parallel_batch(model, dp, batch, size, check, accumulator, totals):
     if n:
         local, outputs = model._gradients(xb, yb, wb)
         totals.add(local, outputs, yb)
+        local = faults.with_layer_state(model, local)  # one rank's bad state: all
     else:  # a batch smaller than the world: this rank has no rows
         local = None
         totals.add_empty(yb)

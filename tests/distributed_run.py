@@ -104,6 +104,27 @@ def divergence(out):
     return model, None, {"error": None}
 
 
+def extreme_row_on_one_rank(out):
+    """A finite but extreme row in rank 0's shard of batch 2 overflows its BatchNorm
+    variance only (the loss stays finite there): every rank refuses that step
+    together, none waits for the others in the next all-reduce."""
+    from gpunn.layers import Activation
+
+    X, y = data(n=40)
+    X[12] = 1e200  # float64: its square overflows
+    layers = [Dense(16), BatchNorm(), Activation("tanh"), Dense(3)]
+    model = gpunn.Sequential(layers, 5, "float64", "cpu", seed=1)
+    model.compile("softmax_cross_entropy", optim.Adam(lr=0.01))
+    try:
+        with np.errstate(all="ignore"):
+            model.fit(X, y, epochs=1, batch_size=10, shuffle=False, verbose=0)
+    except gpunn.NonFiniteError as exc:
+        state = model.get_state()["batchnorm_1.running_var"]
+        extra = {"error": str(exc), "steps": model.optimizer.steps}
+        return model, None, {**extra, "finite": bool(np.isfinite(state).all())}
+    return model, None, {"error": None}
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
@@ -113,6 +134,7 @@ SCENARIOS = {
         noise_and_batch_norm,
         resume,
         divergence,
+        extreme_row_on_one_rank,
     )
 }
 

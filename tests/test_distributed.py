@@ -213,6 +213,14 @@ def test_a_rank_whose_weights_diverge_is_caught(two_ranks):
         assert "ranks [1] do not match rank 0" in error
 
 
+def test_an_extreme_row_on_one_rank_stops_every_rank_at_the_same_step(two_ranks):
+    out, _ = two_ranks
+    ranks = [_read(out, "extreme_row_on_one_rank", r)["extra"] for r in (0, 1)]
+    assert "layer state" in ranks[0]["error"]  # rank 0 saw the overflow itself
+    for extra in ranks:
+        assert extra["error"] and extra["steps"] == 1 and extra["finite"]
+
+
 def test_a_checkpoint_of_another_world_size_is_refused(two_ranks):
     out, _ = two_ranks
     model = distributed_run.mlp(dropout=True)
