@@ -43,6 +43,8 @@ import signal
 import threading
 import traceback
 
+import numpy as np
+
 from gpunn.errors import DeviceMemoryError, NonFiniteError
 
 __all__ = ["DeviceMemoryError", "StepCheck", "out_of_memory", "uninterrupted"]
@@ -81,7 +83,8 @@ class StepCheck:
         for layer in model.layers:  # the layer state the step would commit
             staged = layer.staged_is_finite()
             ok = ok if staged is None else ok & staged
-        if bool(ok):
+        grown = _grown_state(model)
+        if bool(ok if grown is None else ok & grown):
             return True
         error = NonFiniteError(self._message(loss, batches))
         if not self.handlers:
@@ -91,9 +94,16 @@ class StepCheck:
         return False
 
     def _gradients_message(self, value: float) -> str:
-        grads = self.model.arena.grads
-        if not self.model.backend.all_finite(grads):
+        model = self.model
+        grads = model.arena.grads
+        if not model.backend.all_finite(grads):
             return f"non-finite gradients (the loss, {value:.6g}, is finite)"
+        if bool(model.backend.step_is_finite(value, grads)):
+            return (
+                f"optimizer state overflow (the loss, {value:.6g}, and the gradients "
+                f"are finite, but {type(model.optimizer).__name__}'s sum of squared "
+                f"gradients would exceed the largest {grads.dtype})"
+            )
         return (
             f"gradients too large for {grads.dtype} (the loss, {value:.6g}, and the "
             "gradients are finite, but the sum of their squares overflows: the "
@@ -126,6 +136,18 @@ class StepCheck:
             "input values; set model.check_finite = False to apply such updates "
             "anyway"
         )
+
+
+def _grown_state(model):
+    """Whether an optimizer buffer that only grows (Adagrad's sum of squared
+    gradients) stays finite after this step's squares, as a 0-d device bool; None
+    for optimizers without one."""
+    total = model.optimizer.accumulated_squares()
+    if total is None:
+        return None
+    xp, grads = model.backend.xp, model.arena.grads
+    with np.errstate(over="ignore", invalid="ignore"):
+        return xp.isfinite(total + xp.dot(grads, grads))
 
 
 def with_layer_state(model, loss):

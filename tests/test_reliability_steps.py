@@ -300,3 +300,23 @@ def test_ctrl_c_between_steps_then_fit_goes_on(backend):
     assert int(model.get_state()["batchnorm_1.num_batches_tracked"]) == 3
     model.fit(X, y, batch_size=4, verbose=0)
     assert model.optimizer.steps == 9
+
+
+def test_adagrad_sum_that_would_overflow_is_refused(backend):
+    """Each square is finite (1e38), but Adagrad's sum of them only grows: the
+    step that would push it past float32's largest value is refused."""
+    model = gpunn.Sequential(
+        [Dense(4), Scale(), Dense(2)], input_dim=3, backend=backend, seed=0
+    )
+    model.compile("mse", optim.Adagrad(1e-3))
+    X, y = np.ones((4, 3)), np.zeros((4, 2))
+    model.layers[1].grad = 1e19
+    for _ in range(3):  # 3e38: still finite
+        model.train_step(X, y)
+    host = model.backend.to_numpy
+    before = host(model.optimizer.state["sum"]).copy()
+    with pytest.raises(NonFiniteError, match="Adagrad's sum of squared gradients"):
+        model.train_step(X, y)
+    assert model.optimizer.steps == 3
+    np.testing.assert_array_equal(host(model.optimizer.state["sum"]), before)
+    assert np.isfinite(before).all()

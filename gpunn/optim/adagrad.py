@@ -55,6 +55,10 @@ class Adagrad(Optimizer):
         if self.initial_accumulator_value != 0:
             self.state["sum"][...] = self.initial_accumulator_value
 
+    def accumulated_squares(self):
+        """The total of ``s``: it only grows, by the squared gradients."""
+        return None if self.arena is None else self.state["sum"].sum()
+
     def _update(self, t: int, lr: float) -> None:
         arena = self.arena
         arena.backend.adagrad_update_(

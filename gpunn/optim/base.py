@@ -195,6 +195,13 @@ class Optimizer:
                 self.arena.params_changed()
             self.steps += 1
 
+    def accumulated_squares(self):
+        """The total of a state buffer that adds up squared gradients without decay
+        (Adagrad's sum), as a 0-d device array, or None. The finite check adds the
+        step's squared gradients to it and refuses a step that would make it
+        overflow: the buffer would turn infinite and freeze those weights."""
+        return
+
     def _clip_grads(self) -> None:
         backend, grads = self.arena.backend, self.arena.grads
         if self.clip_value is not None:
