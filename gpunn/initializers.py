@@ -114,13 +114,28 @@ class Orthogonal(Initializer):
 
 
 class _Plain(Initializer):
-    """Wraps a user callable ``fn(shape, rng)``."""
+    """Wraps a user callable ``fn(shape, rng)``; what it returns must be finite real
+    numbers, as many as ``shape`` holds (ArgumentError naming ``argument``
+    otherwise)."""
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fn, argument: str = "initializer"):
+        self.fn, self.argument = fn, argument
 
     def sample(self, shape, rng, fan_in, fan_out):
-        return self.fn(shape, rng)
+        value = self.fn(shape, rng)
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.size != math.prod(shape):
+            got = "shape " + str(array.shape) if array is not None else repr(value)
+            raise ArgumentError(
+                f"{self.argument} callable must return real numbers of shape "
+                f"{tuple(shape)}, got {got[:80]}"
+            )
+        if not np.isfinite(array).all():
+            raise ArgumentError(f"{self.argument} callable returned NaN or infinity")
+        return array
 
 
 def zeros() -> Initializer:
@@ -187,7 +202,7 @@ def get(init, argument: str = "initializer") -> Initializer:
         return _BY_NAME[init]()
     if callable(init):
         _check_plain_signature(init, argument)
-        return _Plain(init)
+        return _Plain(init, argument)
     raise ArgumentTypeError(
         f"{argument} must be a name or a callable, got {type(init).__name__}"
     )

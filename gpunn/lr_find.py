@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpunn.checks import check_int, check_real
+from gpunn.checks import check_int, check_path, check_real
 from gpunn.errors import ArgumentError
 from gpunn.training import check_batch_size, check_batches
 
@@ -87,6 +87,8 @@ def lr_find(
     batch_size = check_batch_size(batch_size)
     smoothing = check_real("smoothing", smoothing, 0, 1, hi_open=True)
     divergence = check_real("divergence", divergence, lo=1, lo_open=True)
+    if plot is not None and not hasattr(plot, "write"):
+        check_path("plot", plot)
     data = model._dataset(X, y, sample_weight)
     check_batches(model, len(data[0]), batch_size)
     saved = _save(model)

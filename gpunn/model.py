@@ -591,11 +591,12 @@ class Sequential:
     def set_weights(self, weights) -> None:
         """Sets every parameter from NumPy arrays in :meth:`get_weights` order."""
         arena = self._require_built()
-        if not isinstance(weights, (list, tuple)):
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
             raise ArgumentTypeError(
                 f"weights must be a list of {len(arena.slots)} arrays, got "
                 f"{type(weights).__name__}"
             )
+        weights = list(weights)
         if len(weights) != len(arena.slots):
             raise ArgumentError(
                 f"weights must be a list of {len(arena.slots)} arrays, got {len(weights)}"

@@ -341,6 +341,22 @@ ARGUMENT_ERRORS = {
         lambda: gpunn.datasets.train_test_split(*blobs(), "a"),
         "test_size must be a real number, got str",
     ),
+    "kernel_init returns the wrong size": (
+        lambda: gpunn.Sequential(
+            [Dense(3, kernel_init=lambda shape, rng: np.ones(2))], input_dim=2
+        ),
+        r"kernel_init callable must return real numbers of shape \(2, 3\), got shape",
+    ),
+    "kernel_init returns a string": (
+        lambda: gpunn.Sequential(
+            [Dense(3, kernel_init=lambda shape, rng: "a")], input_dim=2
+        ),
+        "kernel_init callable must return real numbers.*'a'",
+    ),
+    "lr_find plot=5": (
+        lambda: _fresh().lr_find(*blobs(), steps=3, plot=5),
+        "plot must be a file path.*int",
+    ),
     "lr_find end < start": (
         lambda: _fresh().lr_find(*blobs(), start=1.0, end=0.1),
         r"end must be > start \(1\), got 0.1",
@@ -354,3 +370,11 @@ def test_every_input_error_is_a_gpunn_error_naming_the_argument(case):
     with pytest.raises(gpunn.GpunnError, match=pattern) as info:
         call()
     assert isinstance(info.value, (ValueError, TypeError))  # builtins still catch
+
+
+def test_set_weights_still_takes_any_iterable_of_arrays():
+    model = _fresh()
+    weights = model.get_weights()
+    model.set_weights(w * 2 for w in weights)
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b * 2)
