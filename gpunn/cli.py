@@ -278,4 +278,4 @@ def _run(args) -> int:
 
 def _said(args, exc: Exception) -> str:
     """The error's message in the command's words (flags, not Python arguments)."""
-    return cli_message(str(exc)) if args.command == "train" else str(exc)
+    return cli_message(str(exc), args.command)

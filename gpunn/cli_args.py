@@ -87,10 +87,15 @@ _BACKEND = re.compile(r"backend=['\"](\w+)['\"]")
 _NAMES = re.compile(r"\b(" + "|".join(FLAGS) + r")\b")
 
 
-def cli_message(message: str) -> str:
-    """``message`` with Python argument names as the flags that set them:
-    ``backend='cpu'`` -> ``--device cpu``, ``batch_size`` -> ``--batch-size``."""
+def cli_message(message: str, command: str = "train") -> str:
+    """``message`` with Python argument names as the flags of ``command`` that set
+    them: ``backend='cpu'`` -> ``--device cpu`` (train, bench), ``batch_size`` ->
+    ``--batch-size`` (train)."""
+    if command not in ("train", "bench"):
+        return message
     message = _BACKEND.sub(lambda m: f"--device {m.group(1)}", message)
+    if command != "train":
+        return message
     return _NAMES.sub(lambda m: FLAGS[m.group(1)], message)
 
 

@@ -263,7 +263,7 @@ def test_bad_arguments_name_the_flag(capsys, argv, message):
 def test_device_gpu_without_a_gpu_fails_with_the_fix(capsys, tmp_path):
     assert main(["bench", "--device", "gpu", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "gpunn bench: error: backend='gpu' needs CuPy" in err and "to fix" in err
+    assert "gpunn bench: error: --device gpu needs CuPy" in err and "to fix" in err
     assert not any(tmp_path.iterdir())
 
 
