@@ -37,7 +37,6 @@ the optimizer state unchanged, and a smaller batch can train at once.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import threading
@@ -47,7 +46,13 @@ import numpy as np
 
 from gpunn.errors import DeviceMemoryError, NonFiniteError
 
-__all__ = ["DeviceMemoryError", "StepCheck", "out_of_memory", "uninterrupted"]
+__all__ = [
+    "DeviceMemoryError",
+    "StepCheck",
+    "interrupts_deferred",
+    "out_of_memory",
+    "uninterrupted",
+]
 
 
 class StepCheck:
@@ -169,31 +174,100 @@ def _bad_state(layer) -> bool:
     return flag is not None and not bool(flag)
 
 
-@contextlib.contextmanager
-def uninterrupted():
+class _Sigint:
+    """Ctrl-C held back in critical sections, for the main thread.
+
+    A handler of gpunn's, installed while a fit runs (:func:`interrupts_deferred`)
+    or for one block, records a SIGINT that arrives while a critical section is
+    open (``depth > 0``) and passes any other to the handler it replaced. Opening
+    and closing a section inside a fit costs two integer updates, not two
+    ``sigaction`` calls: it runs once per training step."""
+
+    installed = False
+    depth = 0
+    pending = None  # the frame of a SIGINT held back
+    previous = None  # the handler gpunn's replaced
+
+    @classmethod
+    def handle(cls, signum, frame) -> None:
+        if cls.depth:
+            cls.pending = frame
+        else:
+            cls.previous(signum, frame)
+
+    @classmethod
+    def install(cls) -> bool:
+        """Installs the handler (main thread only) unless SIGINT is ignored or left
+        to the OS; returns whether it did."""
+        if cls.installed or threading.get_ident() != _MAIN:
+            return False
+        previous = signal.signal(signal.SIGINT, cls.handle)
+        if not callable(previous):
+            signal.signal(signal.SIGINT, previous)
+            return False
+        cls.installed, cls.previous = True, previous
+        return True
+
+    @classmethod
+    def uninstall(cls) -> None:
+        signal.signal(signal.SIGINT, cls.previous)
+        cls.installed, cls.previous = False, None
+
+
+_MAIN = threading.main_thread().ident
+
+
+class _Section:
+    """One critical section (see :func:`uninterrupted`)."""
+
+    def __enter__(self):
+        self.main = threading.get_ident() == _MAIN
+        if self.main:
+            self.own = _Sigint.install()  # outside a fit: for this block
+            _Sigint.depth += 1
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if not self.main:
+            return
+        _Sigint.depth -= 1
+        frame, handler = _Sigint.pending, _Sigint.previous
+        if not _Sigint.depth:
+            _Sigint.pending = None
+        if self.own:
+            _Sigint.uninstall()
+        if frame is not None and not _Sigint.depth and kind is None:
+            handler(signal.SIGINT, frame)  # raises KeyboardInterrupt, by default
+
+
+def uninterrupted() -> _Section:
     """Holds back Ctrl-C (SIGINT) while the block runs, then raises it.
 
     In the main thread, with a Python SIGINT handler installed (Python's default
     raises KeyboardInterrupt), a signal arriving inside the block is recorded and
-    the handler runs once the block has finished, so work that must not stop half
-    way (an optimizer update over the whole arena) completes first. Elsewhere (other
-    threads, a SIGINT ignored or left to the OS) the block runs as it is. Nests.
+    the handler runs once the block has finished (unless an error is already
+    propagating), so work that must not stop half way (an optimizer update over the
+    whole arena) completes first. Elsewhere (other threads, a SIGINT ignored or left
+    to the OS) the block runs as it is. Nests: the outermost block raises.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous):
-        yield
-        return
-    caught = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:  # only once the block succeeded; an error already propagating wins
-        previous(signal.SIGINT, caught[0])
+    return _Section()
+
+
+def interrupts_deferred() -> _Deferring:
+    """Keeps gpunn's SIGINT handler installed for the block (``fit`` holds it), so
+    each :func:`uninterrupted` section inside costs no system call; outside a
+    section a Ctrl-C is raised at once, as usual."""
+    return _Deferring()
+
+
+class _Deferring:
+    def __enter__(self):
+        self.own = _Sigint.install()
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if self.own:
+            _Sigint.uninstall()
 
 
 def out_of_memory(model, error, batch_size: int, action: str) -> DeviceMemoryError:

@@ -487,7 +487,7 @@ class Sequential:
         ``lr_find``) at a time per model: a second one from another thread raises
         RuntimeError.
         """
-        with self.backend.cpu_threads():
+        with self.backend.cpu_threads(), faults.interrupts_deferred():
             return training.fit(
                 self,
                 X,

@@ -320,3 +320,38 @@ def test_adagrad_sum_that_would_overflow_is_refused(backend):
     assert model.optimizer.steps == 3
     np.testing.assert_array_equal(host(model.optimizer.state["sum"]), before)
     assert np.isfinite(before).all()
+
+
+def test_ctrl_c_in_train_step_and_between_steps(monkeypatch, sigint_raises):
+    """train_step holds a SIGINT in its update back to the end of the step; in fit,
+    one between steps is raised at once; the handler is restored after both."""
+    from gpunn.backends import updates
+
+    signal = sigint_raises
+    model = wide_model(24)
+    X = np.random.default_rng(0).standard_normal((16, 24)).astype(np.float32)
+    y = np.arange(16) % 3
+    adam = updates.adam_
+
+    def interrupted_adam(*args, **kwargs):
+        adam(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(updates, "adam_", interrupted_adam)
+    with pytest.raises(KeyboardInterrupt):
+        model.train_step(X[:8], y[:8])
+    monkeypatch.setattr(updates, "adam_", adam)
+    reference = wide_model(24)
+    reference.train_step(X[:8], y[:8])
+    assert consistent_state(model) == consistent_state(reference)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    class SignalAt(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, batch_size=4, verbose=0, callbacks=[SignalAt()])
+    assert model.optimizer.steps == 2  # raised right after the callback's step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -50,8 +50,11 @@ class Gpunn(Side):
         self.model, self._check = model, faults.StepCheck(model)
 
     def steps(self, n: int) -> None:
+        from gpunn import faults
+
         self.model.backend.set_tf32(self.model.tf32)  # as fit does at its start
-        super().steps(n)
+        with faults.interrupts_deferred():  # as fit holds it (each step: no syscall)
+            super().steps(n)
 
     def _step(self, x, y):
         return self.model._train_batch(x, y, None, self._check)[0]
