@@ -534,3 +534,38 @@ def test_steps_on_the_kernel_backend_match_numpy(
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=rtol, atol=atol)
     for a, b in zip(runs[1][1], runs[0][1]):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def test_mixed_bfloat16_fits_like_float32():
+    """precision="mixed_bfloat16": bfloat16 layers over float32 weights, scikit-learn's
+    solver unchanged; the score stays within two test samples' worth of float32."""
+    pytest.importorskip("ml_dtypes")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from gpunn.sklearn import MLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X / 16, y, random_state=0)
+    scores = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        est = MLPClassifier(
+            (64,), max_iter=30, random_state=0, device="cpu", precision=precision
+        )
+        scores[precision] = est.fit(X_tr, y_tr).score(X_te, y_te)
+        assert all(c.dtype == np.float32 for c in est.coefs_)
+    assert scores["float32"] > 0.9
+    assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 2 / len(y_te)
+
+
+def test_precision_is_validated():
+    pytest.importorskip("ml_dtypes")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from gpunn.sklearn import MLPRegressor
+
+    X, y = np.ones((8, 3)), np.ones(8)
+    with pytest.raises(InvalidParameterError, match="precision"):
+        MLPRegressor(precision="mixed_float16").fit(X, y)
+    with pytest.raises(ValueError, match="needs dtype='float32'"):
+        MLPRegressor(precision="mixed_bfloat16", dtype="float64").fit(X, y)

@@ -19,6 +19,7 @@ from gpunn.sklearn._network import Network
 
 DEVICES = ("auto", "cpu", "gpu")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def random_state(seed) -> np.random.RandomState:
@@ -111,11 +112,13 @@ class GpunnMLPMixin:
 
     def _gpunn_net(self, dtype) -> Network:
         """The cached device network for the current ``coefs_`` (rebuilt when the
-        shapes, activation, dtype or device changed), loaded with them."""
+        shapes, activation, dtype, device or precision changed), loaded with them."""
         shapes = [c.shape for c in self.coefs_]
+        precision = getattr(self, "precision", "float32")
+        setup = (shapes, self.activation, dtype, self.device, precision)
         net = getattr(self, "_gpunn_network", None)
-        if net is None or not net.matches(shapes, self.activation, dtype, self.device):
-            net = Network(shapes, self.activation, dtype, self.device)
+        if net is None or not net.matches(*setup):
+            net = Network(*setup)
             self._gpunn_network = net
         net.set_weights(self.coefs_, self.intercepts_)
         return net

@@ -18,11 +18,12 @@ from sklearn.neural_network import MLPRegressor as _SkRegressor
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 
-from gpunn.sklearn._base import DEVICES, DTYPES, GpunnMLPMixin
+from gpunn.sklearn._base import DEVICES, DTYPES, PRECISIONS, GpunnMLPMixin
 
 _GPUNN_CONSTRAINTS = {
     "device": [StrOptions(set(DEVICES))],
     "dtype": [StrOptions(set(DTYPES)), None],
+    "precision": [StrOptions(set(PRECISIONS))],
 }
 
 _DOC = """{summary}
@@ -43,6 +44,10 @@ _DOC = """{summary}
             Default: ``"auto"``.
         dtype: ``"float32"``, ``"float64"``, or None for the input's dtype (float64
             unless ``X`` is float32), as scikit-learn. Default: ``"float32"``.
+        precision: ``"float32"`` (everything in ``dtype``) or ``"mixed_bfloat16"``
+            (bfloat16 layers over float32 weights, see gpunn's mixed precision;
+            needs ``dtype="float32"``). ``mixed_float16`` is not offered:
+            scikit-learn's solvers have no loss scaling. Default: ``"float32"``.
 
     Differences from scikit-learn: ``random_state=None`` draws a fresh seed from the
     OS instead of reading NumPy's global RandomState (pass an int for reproducible
@@ -97,6 +102,7 @@ class MLPClassifier(GpunnMLPMixin, _SkClassifier):
         max_fun=15000,
         device="auto",
         dtype="float32",
+        precision="float32",
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -125,6 +131,7 @@ class MLPClassifier(GpunnMLPMixin, _SkClassifier):
         )
         self.device = device
         self.dtype = dtype
+        self.precision = precision
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -231,6 +238,7 @@ class MLPRegressor(GpunnMLPMixin, _SkRegressor):
         max_fun=15000,
         device="auto",
         dtype="float32",
+        precision="float32",
     ):
         super().__init__(
             loss=loss,
@@ -260,6 +268,7 @@ class MLPRegressor(GpunnMLPMixin, _SkRegressor):
         )
         self.device = device
         self.dtype = dtype
+        self.precision = precision
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -30,15 +30,25 @@ class Network:
         dtype: ``"float32"`` or ``"float64"``.
         device: ``"cpu"``, ``"gpu"`` or ``"auto"`` (env ``GPUNN_BACKEND`` when set,
             else the GPU when one is usable; see :func:`gpunn.get_backend`).
+        precision: the model's precision policy (``"float32"`` or
+            ``"mixed_bfloat16"``). Default: ``"float32"``.
     """
 
-    def __init__(self, shapes, activation: str, dtype, device: str):
+    def __init__(
+        self, shapes, activation: str, dtype, device: str, precision="float32"
+    ):
         layers = [Dense(n, activation=ACTIVATIONS[activation]) for _, n in shapes]
         layers[-1] = Dense(shapes[-1][1])  # raw outputs: the output activation is ours
         backend = _backend(device)
         self.model = Sequential(
-            layers, input_dim=shapes[0][0], dtype=dtype, backend=backend, seed=0
+            layers,
+            input_dim=shapes[0][0],
+            dtype=dtype,
+            backend=backend,
+            seed=0,
+            precision=precision,
         )
+        self.precision = precision
         self.shapes, self.activation = [tuple(s) for s in shapes], activation
         self.backend, self.xp = self.model.backend, self.model.backend.xp
         self.dtype = self.model.dtype
@@ -64,14 +74,20 @@ class Network:
     def grads(self):
         return self.model.arena.grads
 
-    def matches(self, shapes, activation: str, dtype, device: str) -> bool:
-        """Whether this network has this architecture, dtype and device."""
+    def matches(self, shapes, activation: str, dtype, device: str, precision) -> bool:
+        """Whether this network has this architecture, dtype, device and precision."""
         return (
             self.shapes == [tuple(s) for s in shapes]
             and self.activation == activation
             and self.dtype == np.dtype(dtype)
             and self.backend is _backend(device)
+            and self.precision == precision
         )
+
+    def params_written(self) -> None:
+        """Tells the model its float32 parameters were written (by scikit-learn's
+        solvers or weights): a mixed-precision model re-casts its 16-bit copy."""
+        self.model.arena.params_changed()
 
     # ---------------------------------------------------------------- layout
     def zeros_like_params(self):
@@ -95,6 +111,7 @@ class Network:
 
     def set_weights(self, coefs, intercepts) -> None:
         self.params[...] = self.flatten(list(coefs) + list(intercepts))
+        self.params_written()
 
     def get_weights(self) -> tuple[list, list]:
         """``(coefs_, intercepts_)`` as NumPy arrays."""
@@ -107,6 +124,7 @@ class Network:
         host = np.zeros(self.model.arena.size, self.dtype)
         host[self.pack_index] = packed
         self.params[...] = self.backend.asarray(host)
+        self.params_written()
 
     def packed_grads(self) -> np.ndarray:
         """The gradients as a float64 vector in scikit-learn's packing order."""

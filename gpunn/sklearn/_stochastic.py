@@ -140,6 +140,7 @@ def _epoch(est, net, data, order, batch_size: int):
         loss = loss * (stop - start)
         total = loss if total is None else total + loss
         solver.update_(xp, net.params, net.grads, net.scratch)
+        net.params_written()
     return total
 
 
