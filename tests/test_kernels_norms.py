@@ -245,6 +245,13 @@ def test_step_is_finite_edges(kernel_backend):
     assert not bool(kernel_backend.step_is_finite(np.nan, empty))
     huge = kernel_backend.asarray(np.full(4, 3e38, np.float32))  # sum beyond float32
     assert not bool(kernel_backend.step_is_finite(0.0, huge))
+    # finite gradients whose squares overflow float32 (Adam's second moment would)
+    square = kernel_backend.asarray(np.array([0.0, 2e19, -1.0], np.float32))
+    assert not bool(kernel_backend.step_is_finite(0.0, square))
+    fine = kernel_backend.asarray(np.array([0.0, 1e19, -1.0], np.float32))
+    assert bool(kernel_backend.step_is_finite(0.0, fine))
+    wide = kernel_backend.asarray(np.array([2e19, 1e150], np.float64))
+    assert bool(kernel_backend.step_is_finite(0.0, wide))
 
 
 def test_bad_input_raises_as_the_reference(kernel_backend, reference):

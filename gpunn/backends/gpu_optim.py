@@ -326,15 +326,16 @@ class GpuOptimOps:
         self.kernels.launch(NORMS, f"clip_values<{ctype(dtype)}>", flat.size, args)
 
     def step_is_finite(self, loss, grads):
-        """As the reference: ``isfinite(loss + 0 * sum(grads))``, the sum one
-        reduction accumulated in float64 and rounded to the gradients' dtype once (so
-        a sum beyond the dtype's range is still not finite, one that overflows only
-        midway no longer is)."""
+        """As the reference: ``isfinite(loss + 0 * sum(grads**2))``, here as the
+        squared global norm: one reduction of the squares accumulated in float64, its
+        square root rounded to the gradients' dtype, squared again in that dtype. So
+        a NaN or infinity anywhere, and a sum of squares past the dtype's range (a
+        finite gradient that would make a second moment infinite), are not finite."""
         if not _kernel_flat(grads):
             return super().step_is_finite(loss, grads)
-        total = self._total(grads, square=False)
+        norm = self._total(grads, square=True)
         with np.errstate(over="ignore", invalid="ignore"):  # NaN/inf is the answer
-            return self.xp.isfinite(loss + 0 * total)
+            return self.xp.isfinite(loss + 0 * (norm * norm))
 
     def _total(self, flat, square: bool):
         """``sum(flat**2)**0.5`` (``square``) or ``sum(flat)``: a 0-d array of flat's
