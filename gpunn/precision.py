@@ -47,7 +47,7 @@ def bfloat16() -> np.dtype:
 def is_half(dtype) -> bool:
     """Whether ``dtype`` is one of the 16-bit float types (float16, bfloat16)."""
     dtype = np.dtype(dtype)
-    return dtype == np.float16 or dtype.name == "bfloat16"
+    return dtype.itemsize == 2 and dtype.kind in "fV"  # float16, ml_dtypes' bfloat16
 
 
 @dataclass(frozen=True)

@@ -22,21 +22,21 @@ FLOAT32 = np.dtype(np.float32)
 def half_dtype(arrays) -> np.dtype | None:
     """The one 16-bit float dtype among ``arrays`` (None if there is none);
     ValueError when they mix float16 and bfloat16."""
-    found = {
-        a.dtype for a in arrays if hasattr(a, "dtype") and _is_half(np.dtype(a.dtype))
-    }
+    found = {a.dtype for a in arrays if _is_half(getattr(a, "dtype", None))}
     if len(found) > 1:
         names = sorted(d.name for d in found)
         raise ValueError(f"arrays must not mix 16-bit float types, got {names}")
     return found.pop() if found else None
 
 
-def _is_half(dtype: np.dtype) -> bool:
-    return dtype == np.float16 or dtype.name == "bfloat16"
+def _is_half(dtype) -> bool:
+    """float16 (kind "f") or ml_dtypes' bfloat16 (kind "V"): the 2-byte floats.
+    Attribute reads only: this runs on every op call."""
+    return dtype is not None and dtype.itemsize == 2 and dtype.kind in "fV"
 
 
 def _widen(value):
-    if hasattr(value, "dtype") and _is_half(np.dtype(value.dtype)):
+    if _is_half(getattr(value, "dtype", None)):
         return value.astype(FLOAT32)
     return value
 

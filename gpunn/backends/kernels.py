@@ -118,7 +118,7 @@ def is_half(dtype) -> bool:
     """Whether ``dtype`` is a 16-bit float type (float16 or bfloat16): its kernels
     compute in float and live in the half module."""
     dtype = np.dtype(dtype)
-    return dtype == np.float16 or dtype.name == "bfloat16"
+    return dtype.itemsize == 2 and dtype.kind in "fV"  # float16, ml_dtypes' bfloat16
 
 
 def stats_dtype(dtype) -> np.dtype:
