@@ -155,6 +155,7 @@ def train(args) -> int:
         backend=args.device,
         seed=args.seed,
         tf32=args.tf32,
+        precision=args.precision,
     )
     model.adapt(X_tr)
     callbacks, split = _callbacks(args)
@@ -177,6 +178,7 @@ def train(args) -> int:
     say(
         f"model: {X.shape[1]}-{'-'.join(map(str, args.hidden))}-{n_out} "
         f"({model.count_params():,} params, {args.dtype}"
+        f"{', ' + args.precision if model.policy.mixed else ''}"
         f"{', tf32' if model.backend.tf32 else ''}) on backend "
         f"{model.backend.name}, {args.optimizer} lr={args.lr} "
         f"schedule={args.schedule}"

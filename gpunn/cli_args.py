@@ -84,18 +84,20 @@ FLAGS = {
     "keep_last": "--keep-last",
 }
 _BACKEND = re.compile(r"backend=['\"](\w+)['\"]")
+_VALUES = re.compile(r"\b(precision|dtype)=['\"](\w+)['\"]")  # train's own flags
 _NAMES = re.compile(r"\b(" + "|".join(FLAGS) + r")\b")
 
 
 def cli_message(message: str, command: str = "train") -> str:
     """``message`` with Python argument names as the flags of ``command`` that set
     them: ``backend='cpu'`` -> ``--device cpu`` (train, bench), ``batch_size`` ->
-    ``--batch-size`` (train)."""
+    ``--batch-size`` and ``dtype='float64'`` -> ``--dtype float64`` (train)."""
     if command not in ("train", "bench"):
         return message
     message = _BACKEND.sub(lambda m: f"--device {m.group(1)}", message)
     if command != "train":
         return message
+    message = _VALUES.sub(lambda m: f"--{m.group(1)} {m.group(2)}", message)
     return _NAMES.sub(lambda m: FLAGS[m.group(1)], message)
 
 
@@ -234,4 +236,12 @@ def add_train_parser(sub) -> None:
         "--tf32",
         action="store_true",
         help="let float32 matmuls on the GPU use TF32 tensor cores (default: off)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        default="float32",
+        help="mixed_bfloat16 / mixed_float16: 16-bit layers over float32 weights "
+        "(mixed_float16 with dynamic loss scaling); needs --dtype float32 "
+        "(default: float32)",
     )

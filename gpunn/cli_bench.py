@@ -75,7 +75,9 @@ def add_parser(sub) -> None:
         "--precision",
         type=_names(tuple(models.PRECISIONS)),
         default=("fp32",),
-        help="fp32 (TF32 off) and/or tf32 (GPU only); default fp32",
+        help="comma-separated from fp32 (TF32 off), tf32 (GPU only), bf16 and fp16 "
+        "(mixed precision: gpunn's policies against torch.autocast, GradScaler for "
+        "fp16); default fp32",
     )
     bench.add_argument(
         "--device",

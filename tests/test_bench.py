@@ -62,6 +62,33 @@ def test_every_side_takes_the_same_steps_from_the_same_weights():
         assert b == pytest.approx(later[0], rel=1e-4), side.key
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_sides_take_the_same_steps(precision):
+    """gpunn's mixed policy against torch.autocast (and GradScaler for fp16) from the
+    same weights: the losses agree within the precision's gate, before and after
+    three updates; the plain NumPy side has no mixed precision and says so."""
+    pytest.importorskip("ml_dtypes")
+    c = models.Case("tiny", 32, precision, "cpu")
+    weights = models.initial_weights(c.sizes)
+    batches = models.synthetic_batches(c.sizes, c.batch)
+    sides = [contenders.Gpunn(c, weights, batches)]
+    assert sides[0].model.policy.name == models.PRECISIONS[precision].policy
+    if HAS_TORCH:
+        sides.append(contenders.Torch(c, weights, batches, variant="fused"))
+    rtol = models.PRECISIONS[precision].loss_rtol
+    first = [s.first_step() for s in sides]
+    for s in sides:
+        s.steps(2)
+    later = [s.first_step() for s in sides]
+    for a, b in zip(first, later):
+        assert a == pytest.approx(first[0], rel=rtol)
+        assert b == pytest.approx(later[0], rel=rtol)
+    with pytest.raises(RuntimeError, match=f"no {precision} mixed precision"):
+        contenders.NumpyMLP(c, weights, batches)
+    floor = contenders.GemmFloor(c, weights, batches)
+    assert floor.layers[0][0].dtype.itemsize == 2  # 16-bit operands
+
+
 def test_the_standard_models_and_their_counts():
     a = case("A", 1024)
     assert a.sizes == (784, 1024, 1024, 10)

@@ -342,6 +342,19 @@ def test_library_errors_speak_in_flags(capsys):
     assert code == 2 and "--keep-last needs --checkpoint" in err
 
 
+def test_precision_trains_mixed_and_its_errors_speak_in_flags(capsys):
+    pytest.importorskip("ml_dtypes")
+    code, out, _ = run(
+        capsys, "train", "--device=cpu", "--epochs=2", "--precision=mixed_bfloat16"
+    )
+    assert code == 0 and "mixed_bfloat16" in out and "test accuracy" in out
+    code, _, err = run(
+        capsys, "train", "--device=cpu", "--precision=mixed_float16", "--dtype=float64"
+    )
+    assert code == 2
+    assert "--precision mixed_float16" in err and "needs --dtype float32" in err
+
+
 def test_device_gpu_without_a_gpu_says_the_flag(capsys):
     from gpunn.backends import gpu_status
 

@@ -43,8 +43,14 @@ class Gpunn(Side):
 
         backend = get_backend(case.device)
         self.label = f"gpunn ({backend.name})"
-        tf32 = PRECISIONS[case.precision].tf32
-        model = gpunn_model(case.sizes, backend, tf32=tf32, check_finite=check_finite)
+        precision = PRECISIONS[case.precision]
+        model = gpunn_model(
+            case.sizes,
+            backend,
+            tf32=precision.tf32,
+            check_finite=check_finite,
+            precision=precision.policy,
+        )
         model.set_weights([a for pair in weights for a in pair])
         super().__init__(case, [model._dataset(x, y)[:2] for x, y in batches])
         self.model, self._check = model, faults.StepCheck(model)
@@ -71,6 +77,7 @@ class NumpyMLP(Side):
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
     def __init__(self, case, weights, batches):
+        _float32_only(case, self.label)
         super().__init__(case, batches)
         self.params = [a.copy() for pair in weights for a in pair]
         self.m = [np.zeros_like(p) for p in self.params]
@@ -124,6 +131,7 @@ class Sklearn(Side):
     key, label = "sklearn", "scikit-learn MLPClassifier"
 
     def __init__(self, case, weights, batches):
+        _float32_only(case, self.label)
         super().__init__(case, batches)
         self.clf = self._classifier(case)(
             case.sizes[1:-1],
@@ -175,7 +183,9 @@ class GpunnSklearn(Sklearn):
 class GemmFloor(Side):
     """The step's own GEMMs alone, through the same BLAS (NumPy's on the CPU, cuBLAS
     through CuPy on the GPU) into preallocated outputs: per layer the forward
-    product, dW and (below the first layer) dX, on random float32 operands."""
+    product, dW and (below the first layer) dX, on random operands of the
+    precision's GEMM type (float32; bfloat16 or float16 for mixed precision, whose
+    products CuPy runs as cublasGemmEx with float32 accumulation)."""
 
     key = "gemm-floor"
 
@@ -184,17 +194,22 @@ class GemmFloor(Side):
 
         self.backend = get_backend(case.device)
         self.label = f"GEMM floor ({'cuBLAS' if case.device == 'gpu' else 'BLAS'})"
-        self.tf32 = PRECISIONS[case.precision].tf32
+        precision = PRECISIONS[case.precision]
+        self.tf32 = precision.tf32
         xp = self.backend.xp
         rng = xp.random.default_rng(2)
-        normal = lambda *shape: rng.standard_normal(shape, dtype=xp.float32)
+        dtype = _gemm_dtype(precision)
+
+        def normal(*shape):
+            return rng.standard_normal(shape, dtype=xp.float32).astype(dtype)
+
         self.layers = []
         for i, (w, _) in enumerate(weights):
             n_in, n_out = w.shape
             x, dy, w = (
                 normal(case.batch, n_in),
                 normal(case.batch, n_out),
-                xp.asarray(w),
+                xp.asarray(w).astype(dtype),
             )
             outs = (
                 xp.empty_like(dy),
@@ -234,6 +249,22 @@ SIDES = {  # --against name -> ((side key, factory(case, weights, batches)), ...
 }
 AGAINST = tuple(SIDES)
 CPU_ONLY = ("numpy", "sklearn")
+
+
+def _float32_only(case, label: str) -> None:
+    """Refuses a mixed-precision case for a side that has none (reported, not
+    timed)."""
+    if PRECISIONS[case.precision].half is not None:
+        raise RuntimeError(f"{label} has no {case.precision} mixed precision")
+
+
+def _gemm_dtype(precision):
+    """The dtype of a precision's GEMM operands."""
+    if precision.half is None:
+        return np.dtype(np.float32)
+    from gpunn.precision import bfloat16
+
+    return bfloat16() if precision.half == "bfloat16" else np.dtype(np.float16)
 
 
 def unavailable(name: str, device: str) -> str | None:

@@ -33,11 +33,21 @@ class Precision:
     tf32: bool  # float32 GEMMs on TF32 tensor cores (GPU only)
     loss_rtol: float  # first-step losses agree when |a - b| <= loss_rtol * |b|
     gpu_only: bool
+    policy: str = "float32"  # gpunn's precision policy
+    half: str | None = None  # the 16-bit type of mixed precision (torch.autocast's)
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the loss is scaled (float16: GradScaler / gpunn's LossScaler)."""
+        return self.half == "float16"
 
 
 PRECISIONS = {
     "fp32": Precision("fp32", tf32=False, loss_rtol=1e-4, gpu_only=False),
     "tf32": Precision("tf32", tf32=True, loss_rtol=1e-2, gpu_only=True),
+    # mixed precision: 16-bit layers, float32 master weights and losses
+    "bf16": Precision("bf16", False, 2e-2, False, "mixed_bfloat16", "bfloat16"),
+    "fp16": Precision("fp16", False, 1e-2, False, "mixed_float16", "float16"),
 }
 
 
@@ -74,14 +84,27 @@ def parameter_count(sizes) -> int:
     return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
 
-def gpunn_model(sizes, backend, seed: int = 0, tf32: bool = False, check_finite=True):
-    """gpunn's standard model on ``backend``, compiled with Adam and no metrics."""
+def gpunn_model(
+    sizes,
+    backend,
+    seed: int = 0,
+    tf32: bool = False,
+    check_finite=True,
+    precision: str = "float32",
+):
+    """gpunn's standard model on ``backend`` in ``precision`` (a policy name),
+    compiled with Adam and no metrics (mixed_float16: dynamic loss scaling)."""
     import gpunn
     from gpunn.layers import Dense
 
     layers = [Dense(n, activation="relu") for n in sizes[1:-1]] + [Dense(sizes[-1])]
     model = gpunn.Sequential(
-        layers, input_dim=sizes[0], backend=backend, seed=seed, tf32=tf32
+        layers,
+        input_dim=sizes[0],
+        backend=backend,
+        seed=seed,
+        tf32=tf32,
+        precision=precision,
     )
     model.compile("softmax_cross_entropy", gpunn.optim.Adam(LR), metrics=[])
     model.check_finite = check_finite

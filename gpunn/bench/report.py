@@ -32,7 +32,7 @@ COLUMNS = (
     ("ms/step", 10),
     ("samples/s", 12),
     ("gpunn x", 9),
-    ("%floor", 8),
+    ("%floor", 10),
     ("TFLOP/s", 9),
     ("peak MiB", 10),
     ("first ms", 10),

@@ -13,7 +13,11 @@ from gpunn.bench.side import Side
 class Torch(Side):
     """``torch.nn`` Linear/ReLU layers with the same weights, ``cross_entropy``,
     ``torch.optim.Adam`` (``fused=True`` or ``foreach=True``), in eager mode or the
-    whole step (forward, backward, optimizer) under ``torch.compile``."""
+    whole step (forward, backward, optimizer) under ``torch.compile``. Mixed
+    precision as PyTorch users write it: the forward and the loss under
+    ``torch.autocast`` (bfloat16 or float16), float32 parameters, and for float16
+    ``torch.amp.GradScaler`` with its defaults (the fused Adam takes the scaler's
+    found-inf flag on the device)."""
 
     threads = "torch"  # torch's own OpenMP pool
 
@@ -35,7 +39,9 @@ class Torch(Side):
         self.net = self._net(weights)
         options = {"fused": True} if variant == "fused" else {"foreach": True}
         opt = torch.optim.Adam(self.net.parameters(), lr=LR, **options)
-        step = _torch_step(torch, self.net, opt)
+        step = _torch_step(
+            torch, self.net, opt, PRECISIONS[case.precision], self.device
+        )
         if variant == "compile":
             torch._dynamo.reset()  # a fresh cache: one compile per case, no limit hit
             _cold_inductor(torch)
@@ -72,14 +78,28 @@ def _cold_inductor(torch) -> None:
         config.force_disable_caches = True
 
 
-def _torch_step(torch, net, opt):
+def _torch_step(torch, net, opt, precision, device: str):
     functional = torch.nn.functional
+    if precision.half is None:
 
-    def step(x, y):
+        def step(x, y):
+            opt.zero_grad(set_to_none=True)
+            loss = functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        return step
+    dtype = getattr(torch, precision.half)
+    scaler = torch.amp.GradScaler(device, enabled=precision.scaled)
+
+    def mixed_step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = functional.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
+        with torch.autocast(device, dtype=dtype):
+            loss = functional.cross_entropy(net(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         return loss.detach()
 
-    return step
+    return mixed_step
