@@ -11,17 +11,19 @@
 #   2 warmup    gpunn warmup: every kernel compiles and loads on this GPU
 #   3 parity    CPU-vs-GPU training for every optimizer (float32, float64), fit/evaluate
 #   4 headline  gpunn bench: models A and B, batch 4096, fp32 and tf32, against torch
-#   5 suite     every gpu-marked test (-n 8 --timeout 120 when xdist/timeout are there)
-#   6 grid      gpunn bench: batch 256, 1024 and 16384, fp32 and tf32, against torch
-#   7 compile   gpunn bench against torch.compile: A and B at 4096, A at 256, fp32
-#   8 ops       the op and step benchmark suites (pytest bench/), short rounds
+#   5 mixed     gpunn bench: A and B at 4096 in bf16 and fp16 against torch.autocast
+#   6 suite     every gpu-marked test (-n 8 --timeout 120 when xdist/timeout are there)
+#   7 grid      gpunn bench: batch 256, 1024 and 16384, fp32 and tf32, against torch
+#   8 compile   gpunn bench against torch.compile: A and B at 4096, A at 256, fp32
+#   9 ops       the op and step benchmark suites (pytest bench/), short rounds
+#  10 sklearn   gpunn.sklearn's MLPClassifier against scikit-learn, 200k x 100
 # The whole run stays inside GPU_SESSION_BUDGET seconds (default 500, under the
 # device's 10-minute limit with room for the tarball): a stage gets at most what is
 # left, and a stage with too little left is recorded as skipped. Everything ends up
 # in OUT_DIR/gpu_proof.tgz (summary.txt, one log per stage, the junit XML files
 # gpu_tests_<date>.xml and parity_<date>.xml, gpunn bench's JSON, tables and plots in
-# headline/, grid/ and compile/, the suites' JSON), written even when the run is
-# interrupted.
+# headline/, mixed/, grid/ and compile/, the suites' JSON, the scikit-learn JSON),
+# written even when the run is interrupted.
 #
 # --dry-run checks this script on a machine without a GPU (CI does, in
 # tests/test_gpu_session.py): the same stages on the CPU with tiny sizes, gpu-marked
@@ -79,6 +81,8 @@ if [ "$dry" -eq 1 ]; then
     bench_ops=(bench/test_ops_bench.py -k "cpu and forward and relu and not leaky")
     small=(--models tiny --steps 2 --precision fp32 --against numpy)
     headline=("${small[@]}" --batch-sizes 16)
+    mixed=(--models tiny --steps 2 --precision bf16 --against numpy --batch-sizes 16)
+    sklearn=(--max-iter 2 --seeds 1)
     grid=("${small[@]}" --batch-sizes 8,32)
     compiled=("${small[@]}" --batch-sizes 16)
 else
@@ -87,6 +91,8 @@ else
     suite_tests="tests"
     bench_ops=(bench -k "gpu and not 64M")
     headline=(--models A,B --batch-sizes 4096 --precision fp32,tf32 --against torch --steps 20)
+    mixed=(--models A,B --batch-sizes 4096 --precision bf16,fp16 --against torch --steps 20)
+    sklearn=(--gpu --epochs 2)
     grid=(--models tiny,A,B --batch-sizes 256,1024,16384 --precision fp32,tf32 --against torch --steps 20)
     compiled=(--models A,B --batch-sizes 256,4096 --precision fp32 --against torch-compile --steps 20)
 fi
@@ -123,6 +129,7 @@ stage warmup 90 "$python" -m gpunn warmup
 # shellcheck disable=SC2086 # the test paths are words
 stage parity 90 "${pytest[@]}" --junitxml="$work/parity_$day.xml" $parity_tests
 stage headline 120 "$python" -m gpunn bench --device "$device" "${headline[@]}" --out "$work/headline"
+stage mixed 90 "$python" -m gpunn bench --device "$device" "${mixed[@]}" --out "$work/mixed"
 # shellcheck disable=SC2086
 stage suite 180 "${pytest[@]}" "${parallel[@]}" --junitxml="$work/gpu_tests_$day.xml" $suite_tests
 stage grid 150 "$python" -m gpunn bench --device "$device" "${grid[@]}" --out "$work/grid"
@@ -130,6 +137,7 @@ stage compile 150 "$python" -m gpunn bench --device "$device" "${compiled[@]}" -
 stage ops 90 "$python" -m pytest -q -p no:cacheprovider "${bench_ops[@]}" \
     --benchmark-max-time=0.2 --benchmark-min-rounds=3 \
     --benchmark-json="$work/suites_${device}_$day.json"
+stage sklearn 150 "$python" bench/sklearn_vs_gpunn.py "${sklearn[@]}" --out "$work/sklearn"
 
 echo "== headline"
 cat "$work"/headline/bench_*.txt 2>/dev/null | sed 's/^/    /'
