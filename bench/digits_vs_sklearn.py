@@ -4,7 +4,7 @@
 
 The same 256-256 ReLU network, Adam lr 1e-3, batch 64, 50 epochs, on the same
 standardized 80/20 split per seed; the test accuracy and fit time of each (the CPU
-target of PERFORMANCE.md: at least scikit-learn's accuracy in at most 1/5 of its
+target of the README's "Targets": at least scikit-learn's accuracy in at most 1/5 of its
 time). Both run in this one process, alternating, so machine load hits both alike;
 compare ratios, not absolute times, across runs. Step throughput against PyTorch and
 the GEMM floor is ``gpunn bench``'s job.

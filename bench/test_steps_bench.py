@@ -1,4 +1,4 @@
-"""Benchmarks of whole training steps of the standard models (PERFORMANCE.md): one
+"""Benchmarks of whole training steps of the standard models (the README's "Performance"): one
 ``fit`` step (forward, fused loss, backward, finite check, fused Adam) on a batch
 already on the device, against the GEMM floor: the step's own GEMMs timed alone
 through the same BLAS."""

@@ -9,7 +9,7 @@ with central differences of its loss.
 
 ``gradcheck(model, x, y)``: the gradient of a compiled model's loss with respect to the
 whole parameter arena, compared along random directions ``u`` (``grad . u`` against
-``(L(p + eps u) - L(p - eps u)) / 2 eps``), as QUALITY.md asks for whole models.
+``(L(p + eps u) - L(p - eps u)) / 2 eps``), as the README's tolerances ask for whole models.
 
 Each returns True or raises :class:`GradcheckError` naming the worst entry. Inputs must
 be float64 and away from kinks (e.g. no ReLU input within ``eps`` of 0). Layers and

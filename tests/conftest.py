@@ -37,7 +37,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
-# QUALITY.md tolerances, (rtol, atol) by dtype.
+# the README's tolerances, (rtol, atol) by dtype.
 ELEMENTWISE_TOL = {
     np.dtype("float32"): (1e-5, 1.3e-6),
     np.dtype("float64"): (1e-7, 1e-7),

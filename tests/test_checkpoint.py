@@ -1,6 +1,6 @@
 """ModelCheckpoint (file names, save_best_only, keep_last, ordering), the checkpoint's
 documented contents, callbacks' state, and checkpoints that do not fit the model
-(QUALITY.md "Checkpoints": CheckpointError listing the entries, model untouched)."""
+(the README's "What is guaranteed": CheckpointError listing the entries, model untouched)."""
 
 import json
 

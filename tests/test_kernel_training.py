@@ -3,7 +3,7 @@
 Each optimizer trains the same model (Dense layers with activations, BatchNorm, a
 PReLU, clipping) for ten steps on the reference and on a kernel backend (the CPU
 emulator in CI, the GPU where there is one); losses and weights must agree within
-QUALITY.md's multi-step tolerance. Bad input raises the same exception class on both.
+the README's multi-step tolerance. Bad input raises the same exception class on both.
 """
 
 import numpy as np

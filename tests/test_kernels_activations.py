@@ -1,6 +1,6 @@
 """The activation kernels match the reference ops: forward and derivative, every
 activation and option, sizes 0, 1, odd and larger than one grid, float32 and
-float64 (within QUALITY.md's elementwise tolerances) and float16 and bfloat16 (against
+float64 (within the README's elementwise tolerances) and float16 and bfloat16 (against
 the float64 reference, within their 16-bit tolerances; parameters and gradients
 float32, as in mixed precision), extremes and kinks included. Swish (beta a
 float or a device array, with its dbeta) and PReLU (one slope or one per unit, with
@@ -145,7 +145,7 @@ def test_other_inputs_run_the_reference(kernel_backend, reference):
 
 
 # ---------------------------------------------------------------- swish, prelu
-# QUALITY.md's 16-bit columns, (rtol, atol)
+# the README's 16-bit columns, (rtol, atol)
 HALF_TOL = {
     "float16": {"elementwise": (1e-3, 1e-3), "sum": (1e-2, 1e-3)},
     "bfloat16": {"elementwise": (8e-3, 8e-3), "sum": (3e-2, 1e-2)},

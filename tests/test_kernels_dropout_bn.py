@@ -6,7 +6,7 @@ stream, and the kernel's mask and output equal the reference's bit for bit (floa
 float32, float64; sizes 0, 1, odd, larger than one grid; rates 0 and near 1), backward
 uses the same mask, and a restored generator state redraws the same masks. Batch norm:
 training forward, running statistics, eval and backward against the float64
-reference (QUALITY.md's reduction tolerances), every option, shapes down to (2, 1),
+reference (the README's reduction tolerances), every option, shapes down to (2, 1),
 more rows than one grid and more features than one block, a 1e4 mean, and the same
 bits run to run.
 """

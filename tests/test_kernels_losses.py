@@ -4,7 +4,7 @@ weights, class weights, label smoothing, temperature and ignore_index) and on
 probability rows, binary cross-entropy (sample weights, pos_weight (k,) or (1,),
 label smoothing); batch sizes 0, 1, odd and larger than one grid; C from 1 to past
 the one-warp-per-row limit; float32 / float64 against the float64 reference within
-QUALITY.md's reduction tolerance, float16 within its fp16 row; extreme and -inf
+the README's reduction tolerance, float16 within its fp16 row; extreme and -inf
 logits; bitwise reproducible; the reference's exception class on bad input.
 
 Every option combination runs at small sizes; the large sizes (one grid and more,
@@ -21,7 +21,7 @@ from gpunn.precision import bfloat16
 
 CE = "softmax_cross_entropy"
 BCE = "binary_cross_entropy"
-FP16_TOL = {np.dtype(np.float16): (1e-3, 1e-2)}  # (rtol, atol): QUALITY.md's fp16 row
+FP16_TOL = {np.dtype(np.float16): (1e-3, 1e-2)}  # (rtol, atol): the README's fp16 row
 DTYPES = pytest.mark.parametrize("dtype", ["float32", "float64"])
 CE_KEYS = ("sample_weight", "class_weight", "label_smoothing", "temperature")
 CE_OPTIONS = [

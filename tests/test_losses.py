@@ -367,7 +367,7 @@ def check_extreme(backend, dtype, loss, ref, z, y, s=None):
     assert np.isfinite(float(value)) and np.isfinite(grad).all()
     f = weighted(ref, s64)
     assert_close(float(value), f(z, y), dtype, REDUCTION_TOL)
-    # central differences at |z| = 1e4 carry ~1e-6 of rounding: QUALITY.md's
+    # central differences at |z| = 1e4 carry ~1e-6 of rounding: the README's
     # gradient-check tolerance
     numeric = numeric_grad(lambda v: f(v, y), z)
     np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)

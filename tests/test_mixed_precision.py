@@ -239,7 +239,7 @@ def test_a_checkpoint_of_another_precision_is_refused(tmp_path):
 @pytest.mark.parametrize("precision", MIXED)
 def test_kernel_backends_train_like_the_reference(kernel_backend, precision):
     """The 16-bit kernels (dense + activation, batch norm, dropout, the optimizer's
-    copy write) against the reference, within QUALITY.md's 16-bit training row."""
+    copy write) against the reference, within the README's 16-bit training row."""
     X, y = _data(64)
     runs = []
     for backend in ("cpu", kernel_backend):

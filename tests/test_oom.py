@@ -1,4 +1,4 @@
-"""Device out-of-memory inside a step, evaluate or predict (QUALITY.md "GPU memory"):
+"""Device out-of-memory inside a step, evaluate or predict (the README's "GPU out of memory"):
 a DeviceMemoryError (a MemoryError) keeping the backend's numbers, naming the layer,
 phase and batch size with a hint; parameters and optimizer state unchanged; a smaller
 batch then trains. On the CPU through a backend whose ``out_of_memory_errors`` holds a

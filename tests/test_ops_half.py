@@ -11,7 +11,7 @@ from gpunn.precision import bfloat16
 
 pytest.importorskip("ml_dtypes")
 
-# (rtol, atol) of QUALITY.md's 16-bit columns: elementwise ops, and ops that reduce
+# (rtol, atol) of the README's 16-bit columns: elementwise ops, and ops that reduce
 HALF_TOL = {
     "float16": {"elementwise": (1e-3, 1e-3), "reduction": (1e-2, 1e-3)},
     "bfloat16": {"elementwise": (8e-3, 8e-3), "reduction": (3e-2, 1e-2)},

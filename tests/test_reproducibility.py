@@ -1,4 +1,4 @@
-"""Reproducibility (QUALITY.md): the same seed trains bitwise identically in separate
+"""Reproducibility (the README's "Reproducibility"): the same seed trains bitwise identically in separate
 processes (whatever their hash seed), different seeds differ, the global RNGs
 (NumPy's legacy ``np.random``, Python's ``random``) are neither read nor changed, and
 generator states survive a JSON round trip. (One process, per backend:

@@ -1,4 +1,4 @@
-"""fit(resume_from=...) continues bitwise where a checkpoint left off (QUALITY.md
+"""fit(resume_from=...) continues bitwise where a checkpoint left off (the README's
 "Checkpoints: resume"): at epoch boundaries and mid-epoch, with Adam + a schedule +
 clipping + Dropout + BatchNorm + EarlyStopping/ReduceLROnPlateau state, in this
 process and in a new one; negative controls show the test can fail."""

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 SEED = 11
-# kinks, the extremes of QUALITY.md, and ordinary values
+# kinks, the extremes the README lists, and ordinary values
 FIXED = [
     -1e4,
     -88,
