@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from gpunn.checks import check_path
 from gpunn.errors import CheckpointError
 from gpunn.model import Sequential
 from gpunn.persistence import model_io
@@ -35,7 +36,7 @@ def load(path, backend=None, *, compile: bool = True) -> Sequential:
             mismatched entries). Every message names the path.
         OSError: the file cannot be read.
     """
-    path = os.fspath(path)
+    path = os.fspath(check_path("path", path))
     config, tensors, state = model_io.read(path, compile)
     try:
         model = Sequential.from_config(config, backend)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from test_model import blobs, make
 
+import gpunn
 from gpunn import callbacks, schedules
 from gpunn.callbacks import (
     Callback,
@@ -289,3 +290,28 @@ def test_a_val_monitor_that_fit_does_not_log_is_refused_before_the_first_step():
         "monitor='val_lost' is not among",
         validation_split=0.25,
     )
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: gpunn.load(5), TypeError, "path must be a file path"),
+        (lambda: gpunn.ModelCheckpoint(5), TypeError, "path must be a file path"),
+        (lambda: gpunn.ModelCheckpoint("c.st", verbose=5), ValueError, "verbose"),
+        (
+            lambda: gpunn.ModelCheckpoint("c.st", save_best_only="no"),
+            TypeError,
+            "save_best_only",
+        ),
+        (
+            lambda: gpunn.callbacks.CSVLogger(5),
+            TypeError,
+            "filename must be a file path",
+        ),
+        (lambda: gpunn.callbacks.CSVLogger("l.csv", append="x"), TypeError, "append"),
+    ],
+)
+def test_file_arguments_are_gpunn_errors_naming_them(make, error, match):
+    with pytest.raises(error, match=match) as info:
+        make()
+    assert isinstance(info.value, gpunn.errors.GpunnError)

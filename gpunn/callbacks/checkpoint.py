@@ -10,9 +10,12 @@ import secrets
 import string
 import warnings
 
+import numpy as np
+
 from gpunn import distributed
 from gpunn.callbacks.base import Callback, _Monitor
-from gpunn.checks import check_int
+from gpunn.checks import check_bool, check_int, check_path
+from gpunn.errors import ArgumentError
 from gpunn.persistence.training_state import written_by
 
 _POSITION_FIELDS = ("epoch", "batch", "step")
@@ -62,9 +65,10 @@ class ModelCheckpoint(Callback):
         keep_last: int | None = None,
         verbose: int = 0,
     ):
-        self.path = os.fspath(path)
+        self.path = os.fspath(check_path("path", path))
         self._monitor = _Monitor(monitor, mode, 0.0)
-        self.monitor, self.save_best_only = monitor, bool(save_best_only)
+        self.monitor = monitor
+        self.save_best_only = check_bool("save_best_only", save_best_only)
         if save_freq != "epoch":
             save_freq = check_int("save_freq", save_freq, 1)
         self.save_freq = save_freq
@@ -83,7 +87,7 @@ class ModelCheckpoint(Callback):
                 f"save_freq={save_freq}, got {sorted(fields)} in {self.path!r}"
             )
         self._written = _pattern(self.path)
-        self.verbose = verbose
+        self.verbose = _verbosity(verbose)
         self.saved: list[str] = []
         self.batches = 0
         self.run = secrets.token_hex(8)  # the id its files carry, see keep_last
@@ -270,3 +274,10 @@ def _format_fields(path: str) -> set:
     except ValueError as exc:
         raise ValueError(f"path {path!r} is not a valid format string: {exc}") from None
     return {name.split(".")[0].split("[")[0] for _, name, _, _ in parsed if name}
+
+
+def _verbosity(verbose) -> int:
+    """0 (silent) or 1 (a line per save), as Keras' ``verbose``."""
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1):
+        raise ArgumentError(f"verbose must be 0 or 1, got {verbose!r}")
+    return int(verbose)

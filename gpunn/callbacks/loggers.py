@@ -9,12 +9,13 @@ import os
 
 from gpunn import distributed
 from gpunn.callbacks.base import Callback, _entries
-from gpunn.checks import check_int
+from gpunn.checks import check_bool, check_int, check_path
 
 
 class _FileLogger(Callback):
     def __init__(self, filename, append: bool = False):
-        self.filename, self.append = filename, bool(append)
+        self.filename = check_path("filename", filename)
+        self.append = check_bool("append", append)
         self._file = self._size = None
 
     def on_train_begin(self, logs=None):
