@@ -9,7 +9,6 @@ without a host synchronisation.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
@@ -17,7 +16,6 @@ import numpy as np
 from gpunn.backends import updates
 from gpunn.distributed.ranks import DistributedError, World, local_size
 
-logger = logging.getLogger("gpunn")
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -115,16 +113,7 @@ def share_cores(ranks_on_node: int) -> int:
     returns the share."""
     threads = max(updates.usable_cores() // max(ranks_on_node, 1), 1)
     updates.limit_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        logger.warning(
-            "gpunn: %d ranks share this node but threadpoolctl is not installed, so "
-            "BLAS may start a thread per core in every rank; set "
-            "OPENBLAS_NUM_THREADS=%d (or install gpunn[mpi])",
-            ranks_on_node,
-            threads,
-        )
-        return threads
+    from threadpoolctl import threadpool_limits  # a dependency of gpunn
+
     threadpool_limits(limits=threads, user_api="blas")
     return threads
