@@ -16,8 +16,6 @@ import numpy as np
 from gpunn.backends import updates
 from gpunn.distributed.ranks import DistributedError, World, local_size
 
-
-
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
