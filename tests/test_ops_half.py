@@ -183,3 +183,48 @@ def test_half_dtype_finds_one_16_bit_type():
     assert half_dtype([np.zeros(2, np.float16), np.zeros(2, np.float32)]) == np.float16
     with pytest.raises(ValueError, match="mix 16-bit"):
         half_dtype([np.zeros(2, np.float16), np.zeros(2, bfloat16())])
+
+
+def test_parametric_activations_with_float32_parameters(backend, rng, half):
+    """PReLU and Swish in mixed precision: 16-bit data, float32 parameters and
+    parameter gradients (the arena)."""
+    x = _rounded(rng, (12, 5), half)
+    dy = _rounded(rng, (12, 5), half, 1.0)
+    slope = rng.uniform(0.1, 0.5, 5).astype(np.float32)
+    ref = _reference()
+    kx, kdy, kslope = (
+        backend.asarray(a) for a in (x.astype(half), dy.astype(half), slope)
+    )
+    y = backend.prelu(kx, kslope)
+    assert y.dtype == half
+    _close(backend.to_numpy(y), ref.prelu(x, slope.astype(np.float64)), half)
+    dslope = backend.zeros(5, np.float32)
+    dx = backend.backprop_prelu_(kdy, kx, kslope, dslope)
+    assert dx.dtype == half and dslope.dtype == np.float32
+    want = np.zeros(5)
+    ref_dx = ref.backprop_prelu_(dy, x, slope.astype(np.float64), want)
+    _close(backend.to_numpy(dx), ref_dx, half)
+    _close(backend.to_numpy(dslope), want, half, "reduction")
+    beta = backend.asarray(np.array([1.5], np.float32))
+    dbeta = backend.zeros(1, np.float32)
+    y = backend.swish(kx, beta)
+    dx = backend.backprop_swish_(kdy, kx, beta, dbeta)
+    assert y.dtype == dx.dtype == half and dbeta.dtype == np.float32
+    want = np.zeros(1)
+    _close(backend.to_numpy(y), ref.swish(x, 1.5), half)
+    _close(backend.to_numpy(dx), ref.backprop_swish_(dy, x, 1.5, want), half)
+    _close(backend.to_numpy(dbeta), want, half, "reduction")
+
+
+def test_noise_and_standardize_keep_the_dtype(backend, rng, half):
+    x = backend.asarray(_rounded(rng, (6, 4), half).astype(half))
+    y = backend.gaussian_noise(x, 0.1, backend.generator(3))
+    assert y.dtype == half and y.shape == (6, 4)
+    mean = backend.asarray(np.zeros(4, np.float32))
+    inv_std = backend.asarray(np.full(4, 2.0, np.float32))
+    z = backend.standardize(x, mean, inv_std)
+    assert z.dtype == half
+    np.testing.assert_array_equal(
+        backend.to_numpy(z).astype(np.float32),
+        (backend.to_numpy(x).astype(np.float32) * 2).astype(half).astype(np.float32),
+    )
