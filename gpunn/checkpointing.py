@@ -13,7 +13,7 @@ import numpy as np
 
 from gpunn import distributed, run_state
 from gpunn.callbacks import ModelCheckpoint
-from gpunn.errors import CheckpointError
+from gpunn.errors import ArgumentError, CheckpointError
 from gpunn.persistence import training_state
 
 __all__ = ["FitLoop", "ModelCheckpoint"]
@@ -27,17 +27,35 @@ class FitLoop:
         callbacks: the run's callbacks, whose state checkpoints save.
         n_samples, batch_size, shuffle, accumulate_steps: the run's settings; a
             checkpoint taken mid-epoch resumes only with the same ones.
+        source: the :mod:`gpunn.data` source of the batches, which draws each
+            epoch's order (a permutation of the rows for arrays, of the chunks and
+            rows in them for a memory-mapped array) and adds its settings (the
+            chunk's rows; an iterable's ``steps_per_epoch``) to the config. None:
+            in-memory rows. Default: None.
+        initial_epoch: the epoch to start at (``fit(initial_epoch=...)``).
     """
 
-    def __init__(self, model, callbacks, n_samples, batch_size, shuffle, accumulate):
-        self.model, self.callbacks = model, list(callbacks)
+    def __init__(
+        self,
+        model,
+        callbacks,
+        n_samples,
+        batch_size,
+        shuffle,
+        accumulate,
+        source=None,
+        initial_epoch: int = 0,
+    ):
+        self.model, self.callbacks, self.source = model, list(callbacks), source
         self.config = {
             "n_samples": n_samples,
             "batch_size": batch_size,
             "shuffle": bool(shuffle),
             "accumulate_steps": accumulate,
         }
-        self.epoch = self.batch = 0  # epoch in progress, batches done in it
+        if source is not None:
+            self.config.update(source.loop_config())
+        self.epoch, self.batch = initial_epoch, 0  # epoch in progress, batches done
         self.epoch_rng = None
         self.totals = self.accumulator = None
         self._saved = None  # a resumed mid-epoch position, used by start_epoch
@@ -59,17 +77,18 @@ class FitLoop:
         if saved is not None:
             rng.bit_generator.state = saved["epoch_rng"]
         self.epoch_rng = rng.bit_generator.state
-        order = (
-            rng.permutation(self.config["n_samples"])
-            if self.config["shuffle"]
-            else None
-        )
+        order = self._draw(rng) if self.config["shuffle"] else None
         if saved is None:
             self.batch = 0
             return 0, order
         rng.bit_generator.state = saved["rng"]
         self._restore_totals(saved)
         return self.batch, order
+
+    def _draw(self, rng):
+        if self.source is None:
+            return rng.permutation(self.config["n_samples"])
+        return self.source.draw_order(rng)
 
     def end_epoch(self, epoch: int) -> None:
         """Called once the epoch's batches and validation are done, before the
@@ -121,19 +140,21 @@ class FitLoop:
         if distributed.is_primary():
             training_state.write(path, tensors, state, model_json, run)
 
-    def resume(self, path, epochs: int) -> None:
+    def resume(self, path, epochs: int, initial_epoch: int | None = None) -> None:
         """Restores the model, optimizer, generators and callbacks from the
         checkpoint at ``path`` and moves this loop to its position. CheckpointError,
         with nothing changed, when it does not fit (model, optimizer, dtype, or a
-        mid-epoch position with other data size, batch size, shuffle or
-        accumulation); ValueError, nothing changed, when ``epochs`` (the total) is
-        not beyond the checkpoint's epoch, which would train nothing."""
+        mid-epoch position with other data size, batch size, shuffle, accumulation
+        or data source); ValueError, nothing changed, when ``epochs`` (the total) is
+        not beyond the checkpoint's epoch, which would train nothing, or when
+        ``initial_epoch`` (given, not 0) is not the checkpoint's epoch."""
         tensors, state = training_state.read(path)
         restore = run_state.Restore(self.model, tensors, state, path)
         loop = restore.loop
         if loop is not None:
             self._check_position(loop, restore.loop_tensors, path)
             _check_epochs_left(loop, epochs, path)
+            _check_initial_epoch(loop, initial_epoch, path)
         matched = _matched(self.callbacks, restore.callbacks)
         undo_callbacks = _set_callback_states(matched, path)
         try:
@@ -154,11 +175,12 @@ class FitLoop:
         totals shaped as this model's (the schema has checked the types)."""
         if loop["batch"] == 0:
             return
-        saved = loop["config"]
+        saved, ours = loop["config"], self.config
+        keys = [*ours, *(key for key in saved if key not in ours)]
         mismatched = [
-            f"loop.{key}: checkpoint {saved[key]}, this fit {value}"
-            for key, value in self.config.items()
-            if saved[key] != value
+            f"loop.{key}: checkpoint {saved.get(key)}, this fit {ours.get(key)}"
+            for key in keys
+            if saved.get(key) != ours.get(key)
         ]
         mismatched += _loop_tensor_problems(self.model, loop, tensors)
         if mismatched:
@@ -232,6 +254,18 @@ def _check_epochs_left(loop: dict, epochs: int, path) -> None:
         f"epochs={epochs} trains nothing: the checkpoint {path} has completed "
         f"{loop['epoch']} epoch(s){partial}, and epochs counts them (as Keras' "
         f"initial_epoch); pass epochs > {loop['epoch']} to train on"
+    )
+
+
+def _check_initial_epoch(loop: dict, initial_epoch, path) -> None:
+    """ValueError when ``fit(initial_epoch=...)`` names another epoch than the
+    checkpoint's (0 or None: the checkpoint decides)."""
+    if not initial_epoch or initial_epoch == loop["epoch"]:
+        return
+    raise ArgumentError(
+        f"initial_epoch={initial_epoch} but the checkpoint {path} resumes at epoch "
+        f"{loop['epoch']}; leave initial_epoch at 0 (the checkpoint sets it) or "
+        "pass the checkpoint's epoch"
     )
 
 

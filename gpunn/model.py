@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn import faults, guards, inputs, losses, mixed_precision, optim, training
+from gpunn import data, faults, guards, inputs, losses, mixed_precision, optim, training
 from gpunn import metrics as metrics_lib
 from gpunn import precision as precisions
 from gpunn.arena import ParameterArena
@@ -19,6 +19,7 @@ from gpunn.lr_find import lr_find as range_test
 from gpunn.optim import loss_scaler as loss_scalers
 from gpunn.persistence import model_io
 from gpunn.persistence.config import model_arguments, model_config
+from gpunn.summary import describe
 
 DTYPES = ("float32", "float64")
 DEFAULT_METRICS = ("accuracy",)
@@ -432,7 +433,7 @@ class Sequential:
     def fit(
         self,
         X,
-        y,
+        y=None,
         epochs: int = 1,
         batch_size: int = 32,
         shuffle: bool = True,
@@ -443,16 +444,27 @@ class Sequential:
         sample_weight=None,
         accumulate_steps: int = 1,
         resume_from=None,
+        class_weight=None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> training.History:
         """Trains for ``epochs`` passes over ``(X, y)``.
 
         Args:
-            X, y: features ``(n, n_features)`` and targets (see the loss).
+            X, y: features ``(n, n_features)`` and targets (see the loss): arrays
+                (NumPy, or any tensor with ``__dlpack__``: PyTorch, JAX, CuPy), a
+                memory-mapped array (``np.load(path, mmap_mode="r")``, read in
+                chunks, shuffled by chunks and within them; see
+                :mod:`gpunn.data`), or for ``X`` an iterable of ``(x, y)`` /
+                ``(x, y, sample_weight)`` batches with ``y`` None.
             epochs: passes over the data. Default: 1.
-            batch_size: samples per batch (per gradient computation). Default: 32.
-            shuffle: a fresh permutation from the model's generator each epoch.
-            validation_data: ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``,
-                evaluated after each epoch (``val_`` logs).
+            batch_size: samples per batch (per gradient computation); an
+                iterable's batches keep their own size. Default: 32.
+            shuffle: a fresh permutation from the model's generator each epoch
+                (ignored for an iterable, as in Keras).
+            validation_data: ``(X_val, y_val)``, ``(X_val, y_val, w_val)`` or an
+                iterable of batches, evaluated after each epoch (``val_`` logs).
             validation_split: or hold out this last fraction of ``(X, y)``.
             verbose: 0 silent, 1 progress bar, 2 one line per epoch. Default: 1.
             callbacks: :mod:`gpunn.callbacks` instances. Default: None. A step whose
@@ -476,7 +488,20 @@ class Sequential:
                 CheckpointError with the model untouched; ``epochs`` at or below
                 the checkpoint's epoch raises ValueError (nothing to train). A
                 checkpoint written after a callback stopped training resumes and
-                trains on. Default: None.
+                trains on. ``initial_epoch``, if not 0, must be the checkpoint's
+                epoch. Default: None.
+            class_weight: ``{label: weight}``: each sample's loss times its
+                class's weight, averaged over the batch size as ``sample_weight``
+                is (Keras' meaning; multiplied with ``sample_weight``; missing
+                classes weigh 1). Default: None.
+            initial_epoch: the epoch to start at, as in Keras: trains epochs
+                ``initial_epoch .. epochs - 1``; History and callbacks see those
+                numbers. Default: 0.
+            steps_per_epoch: batches per epoch of an iterable ``X``, drawn from one
+                iterator kept across epochs; None: each epoch is one pass of it.
+                Training stops with a warning when it runs out. Default: None.
+            validation_steps: batches per evaluation of an iterable
+                ``validation_data``; None: until it ends. Default: None.
 
         Returns: the :class:`~gpunn.callbacks.History` (with the checkpoint's earlier
         epochs when resuming).
@@ -502,6 +527,10 @@ class Sequential:
                 sample_weight=sample_weight,
                 accumulate_steps=accumulate_steps,
                 resume_from=resume_from,
+                class_weight=class_weight,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
             )
 
     @guards.guarded("lr_find", exclusive_call=True)
@@ -553,17 +582,46 @@ class Sequential:
         )
 
     @guards.guarded("evaluate")
-    def evaluate(self, X, y, batch_size: int = 1024, sample_weight=None) -> dict:
+    def evaluate(
+        self, X, y=None, batch_size: int = 1024, sample_weight=None, steps=None
+    ) -> dict:
         """Returns ``{"loss": ..., <metric>: ...}`` over ``(X, y)`` in eval mode; the
-        loss includes regularization penalties and ``sample_weight``."""
-        X, y, w = self._dataset(X, y, sample_weight)
-        return training.evaluate(self, X, y, w, batch_size)
+        loss includes regularization penalties and ``sample_weight``. ``X`` as for
+        :meth:`fit` (arrays, a memory-mapped array read in chunks, or an iterable
+        of batches with ``y`` None, of which ``steps`` batches are evaluated; None:
+        until it ends)."""
+        batch_size = training.check_batch_size(batch_size)
+        steps = training.check_steps("steps", steps)
+        source = data.source_for(self, X, y, sample_weight, steps=steps)
+        return training.evaluate_source(self, source, batch_size)
 
     @guards.guarded("predict")
-    def predict(self, X, batch_size: int = 1024) -> np.ndarray:
-        """Returns the raw network outputs for ``X`` as a NumPy array ``(n, outputs)``."""
-        training.check_batch_size(batch_size)
-        X = self._inputs(X)
+    def predict(self, X, batch_size: int = 1024, steps=None) -> np.ndarray:
+        """Returns the raw network outputs for ``X`` as a NumPy array ``(n,
+        outputs)``. ``X``: an array, a memory-mapped array (read in chunks), or an
+        iterable of batches (``x``, or tuples whose first entry is ``x``), of
+        which ``steps`` are predicted (None: until it ends)."""
+        batch_size = training.check_batch_size(batch_size)
+        steps = training.check_steps("steps", steps)
+        names = ("X", "y", "sample_weight")
+        source = data.source_for(self, X, targets=False, steps=steps, names=names)
+        if source.kind != "array":
+            return training.predict_source(self, source, batch_size)
+        return self._predict_arrays(source.data[0], batch_size)
+
+    @guards.guarded("predict")
+    def __call__(self, x) -> np.ndarray:
+        """``model(x)``: :meth:`predict` on ``x`` as one batch (an array or tensor
+        of shape ``(batch, n_features)``); returns what ``predict`` returns."""
+        if data.is_batches(x) or data.is_memmap(x):
+            raise ArgumentTypeError(
+                f"model(x) takes one batch as an array, got {type(x).__name__}; "
+                "use model.predict(x) for iterables and memory-mapped arrays"
+            )
+        X = self._inputs(x, "x")
+        return self._predict_arrays(X, len(X))
+
+    def _predict_arrays(self, X, batch_size: int) -> np.ndarray:
         try:
             chunks = [
                 self.forward(X[i : i + batch_size])
@@ -573,6 +631,9 @@ class Sequential:
         except self.backend.out_of_memory_errors as exc:
             size = min(batch_size, len(X))
             raise faults.out_of_memory(self, exc, size, "prediction") from exc
+
+    def __repr__(self) -> str:
+        return describe(self)
 
     # ----------------------------------------------------------------- weights
     def _require_built(self) -> ParameterArena:

@@ -1,28 +1,39 @@
 """The training loop behind ``Sequential.fit`` and ``evaluate``.
 
-The dataset is moved to the backend once; each epoch draws one permutation from the
-model's generator, copies it to the device once, and gathers each batch there. Batch
-losses and metric sums stay on the device and are read once per epoch (and when a
-progress bar redraws). The one value read each step is the finite check's flag
-(:mod:`gpunn.faults`); with ``model.check_finite = False`` a GPU step never waits.
+An epoch is a sequence of device batches (:mod:`gpunn.data`). In-memory data is moved
+to the backend once; each epoch draws one permutation from the model's generator,
+copies it to the device once, and gathers each batch there. A memory-mapped array or
+an iterable of batches is read on a background thread and handed to the device by
+the backend's prefetcher. Batch losses and metric sums stay on the device and are
+read once per epoch (and when a progress bar redraws). The one value read each step
+is the finite check's flag (:mod:`gpunn.faults`); with ``model.check_finite =
+False`` a GPU step never waits.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from gpunn import distributed, faults
+from gpunn import data, distributed, faults
 from gpunn.callbacks import CallbackList, History
 from gpunn.checkpointing import FitLoop
-from gpunn.checks import check_bool, check_int, check_path, check_real
+from gpunn.checks import check_bool, check_int, check_path
 from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.progress import Progress
+from gpunn.summary import summary_table
+from gpunn.totals import Accumulator, Totals
 
-__all__ = ["History", "evaluate", "fit"]
+__all__ = ["History", "evaluate", "fit", "summary_table"]
 
 
 def check_batch_size(batch_size) -> int:
     return check_int("batch_size", batch_size, 1)
+
+
+def check_steps(name: str, steps) -> int | None:
+    return None if steps is None else check_int(name, steps, 1)
 
 
 def check_batches(model, n: int, batch_size: int, ranks: int = 1) -> None:
@@ -43,88 +54,29 @@ def check_batches(model, n: int, batch_size: int, ranks: int = 1) -> None:
         )
 
 
-class _Totals:
-    """Device-side batch losses and metric statistics of one pass, read on demand."""
-
-    def __init__(self, model, dp=None):
-        self.model, self.dp, self.losses, self.sizes = model, dp, [], []
-        self.stats = [[] for _ in model.metrics]
-
-    def add(self, loss, outputs, targets) -> None:
-        backend = self.model.backend
-        self.losses.append(loss)
-        self.sizes.append(len(targets))
-        for stats, metric in zip(self.stats, self.model.metrics):
-            stats.append(metric.batch_stats(backend, outputs, targets))
-
-    def logs(self, prefix: str = "", reduce: bool = True) -> dict:
-        """The pass's mean loss and metrics; on several ranks (``reduce``, which
-        every rank must call together) over all ranks' samples."""
-        sums = self._sums()
-        if reduce and self.dp is not None:
-            flat = self.dp.reduce_host_(np.concatenate([s.ravel() for s in sums]))
-            parts = np.split(flat, np.cumsum([s.size for s in sums])[:-1])
-            sums = [part.reshape(s.shape) for part, s in zip(parts, sums)]
-        loss_sum, n_samples = sums[0]
-        logs = {prefix + "loss": float(loss_sum / n_samples) if n_samples else np.nan}
-        for totals, metric in zip(sums[1:], self.model.metrics):
-            logs[prefix + metric.name] = metric.result(totals, int(n_samples))
-        return logs
-
-    def local_logs(self) -> dict:
-        """This rank's running logs, for the progress bar (no collective)."""
-        return self.logs(reduce=False)
-
-    def _sums(self) -> list:
-        """``[(loss * size summed, samples), metric totals...]`` as float64 arrays."""
-        backend, stack = self.model.backend, self.model.backend.xp.stack
-        host = lambda arrays: backend.to_numpy(stack(arrays)).astype(np.float64)
-        sizes = np.asarray(self.sizes, np.float64)
-        loss = float(host(self.losses) @ sizes) if self.losses else 0.0
-        sums = [np.array([loss, sizes.sum()])]
-        return sums + [host(stats).sum(axis=0) for stats in self.stats]
-
-    def add_empty(self, targets) -> None:
-        """Records a shard with no rows (a rank of a tiny batch): zero statistics of
-        the right shapes, so the ranks' sums line up. ``targets``: 0 rows of them."""
-        backend, model = self.model.backend, self.model
-        outputs = backend.zeros((0, model.output_dim), model.dtype)
-        self.add(backend.zeros((), model.dtype), outputs, targets)
-
-
-def _split(model, data, validation_data, validation_split):
-    """Returns (training data, validation data or None); data are (X, y, w) triples
-    on the device, ``w`` None without sample weights."""
-    validation_split = check_real(
-        "validation_split", validation_split, 0, 1, hi_open=True
-    )
-    if validation_split and validation_data is not None:
-        raise ArgumentError("pass validation_data or validation_split, not both")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(
-            validation_data
-        ) not in (
-            2,
-            3,
-        ):
-            raise ArgumentError(
-                "validation_data must be (X_val, y_val) or (X_val, y_val, "
-                f"sample_weight_val), got {type(validation_data).__name__}"
-            )
-        names = ("validation_data[0]", "validation_data[1]", "validation_data[2]")
-        return data, model._dataset(*validation_data, names=names)
-    if not validation_split:
-        return data, None
-    n = len(data[0])
-    cut = n - int(n * validation_split)  # the last samples, as in Keras
-    if cut in (0, n):
-        raise ArgumentError(
-            f"validation_split={validation_split} leaves no samples for training or "
-            f"validation with {n} samples"
+def _check_settings(epochs, batch_size, accumulate_steps, shuffle, verbose, options):
+    """The plain arguments of ``fit``, checked before any data is read."""
+    epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
+    accumulate_steps = check_int("accumulate_steps", accumulate_steps, 1)
+    shuffle = check_bool("shuffle", shuffle)
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ArgumentError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    callbacks = options["callbacks"]
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise ArgumentTypeError(
+            f"callbacks must be a list of Callbacks, got {type(callbacks).__name__}"
         )
-    head = tuple(None if a is None else a[:cut] for a in data)
-    tail = tuple(None if a is None else a[cut:] for a in data)
-    return head, tail
+    if options["resume_from"] is not None:
+        check_path("resume_from", options["resume_from"])
+    initial = check_int("initial_epoch", options["initial_epoch"], 0)
+    if initial >= epochs and options["resume_from"] is None:
+        raise ArgumentError(
+            f"initial_epoch={initial} with epochs={epochs} trains nothing: epochs "
+            "counts from 0, as in Keras; pass epochs > initial_epoch"
+        )
+    check_steps("steps_per_epoch", options["steps_per_epoch"])
+    check_steps("validation_steps", options["validation_steps"])
+    return epochs, batch_size, accumulate_steps, shuffle
 
 
 def fit(
@@ -138,47 +90,63 @@ def fit(
     validation_data,
     validation_split,
     verbose,
-    callbacks=None,
-    sample_weight=None,
-    accumulate_steps=1,
-    resume_from=None,
+    **options,
 ) -> History:
     """Trains ``model`` for ``epochs`` passes; see :meth:`gpunn.Sequential.fit`.
 
     Batches are ``batch_size`` samples (the last may be smaller, and is used); with
-    ``shuffle`` the order is a fresh permutation from the model's generator each epoch.
+    ``shuffle`` the order is a fresh permutation from the model's generator each epoch
+    (for a memory-mapped array, of its chunks and of the rows in each chunk).
     ``validation_split`` holds out the *last* fraction of the data before shuffling.
     With ``accumulate_steps=k`` the gradients of ``k`` consecutive batches are
     averaged (weighted by batch size, so the update equals one batch of all their
     samples) before one optimizer step; a last, shorter group steps too. (A loss
     that normalizes each batch by something other than its size, cross-entropy with
-    ``class_weight``, gives the size-weighted mean of the batch gradients instead.)
-    Each optimizer step (each group's, when accumulating) is checked for a NaN or
-    infinite loss or gradient before its update (:mod:`gpunn.faults`).
+    the loss's ``class_weight``, gives the size-weighted mean of the batch gradients
+    instead.) Each optimizer step (each group's, when accumulating) is checked for a
+    NaN or infinite loss or gradient before its update (:mod:`gpunn.faults`).
     With ``resume_from`` the checkpoint's state is restored first and training goes
     on from its epoch and batch up to ``epochs`` in total (:mod:`gpunn.checkpointing`).
+
+    ``options``: callbacks, sample_weight, accumulate_steps, resume_from,
+    class_weight, initial_epoch, steps_per_epoch, validation_steps (all given).
     """
-    epochs, batch_size = check_int("epochs", epochs, 1), check_batch_size(batch_size)
-    accumulate_steps = check_int("accumulate_steps", accumulate_steps, 1)
-    shuffle = check_bool("shuffle", shuffle)
-    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
-        raise ArgumentError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-        raise ArgumentTypeError(
-            f"callbacks must be a list of Callbacks, got {type(callbacks).__name__}"
-        )
-    if resume_from is not None:
-        check_path("resume_from", resume_from)
-    data = model._dataset(X, y, sample_weight)
-    data, val = _split(model, data, validation_data, validation_split)
+    epochs, batch_size, accumulate, shuffle = _check_settings(
+        epochs, batch_size, options["accumulate_steps"], shuffle, verbose, options
+    )
+    source = data.source_for(
+        model,
+        X,
+        y,
+        options["sample_weight"],
+        steps=options["steps_per_epoch"],
+        batch_size=batch_size,
+        training=True,
+    )
+    source, val = data.split(
+        model,
+        source,
+        validation_data,
+        validation_split,
+        options["validation_steps"],
+        max(batch_size, 1024),
+    )
+    if options["class_weight"] is not None:
+        source = data.with_class_weight(model, source, options["class_weight"])
     dp = distributed.data_parallel(model)
-    check_batches(model, len(data[0]), batch_size, 1 if dp is None else dp.size)
-    _prepare_metrics(model, data[1])
-    steps = -(-len(data[0]) // batch_size)
+    streamed = source.kind == "iterable"
+    if streamed and dp is not None:
+        raise ArgumentError(
+            "data-parallel training takes arrays or memory-mapped arrays (each rank "
+            "trains on its shard of every batch), not an iterable of batches"
+        )
+    if not streamed:
+        check_batches(model, source.n_samples, batch_size, 1 if dp is None else dp.size)
+    _prepare_metrics(model, source.first_targets())
     if dp is not None and not dp.primary:
         verbose = 0  # rank 0 alone prints
-    progress, history = Progress(verbose, epochs, steps), History()
-    hooks = CallbackList([history, *(callbacks or ())], model)
+    progress, history = Progress(verbose, epochs, source.steps(batch_size)), History()
+    hooks = CallbackList([history, *(options["callbacks"] or ())], model)
     names = ["loss", *(metric.name for metric in model.metrics)]
     names += ["val_" + name for name in names] if val is not None else []
     names += list(_scaler_logs(model))
@@ -186,24 +154,31 @@ def fit(
     model.stop_training = False
     model._discard_layer_state()  # left by forwards outside a step (gradcheck)
     loop = FitLoop(
-        model, hooks.callbacks, len(data[0]), batch_size, shuffle, accumulate_steps
+        model,
+        hooks.callbacks,
+        None if streamed else source.n_samples,
+        None if streamed else batch_size,
+        shuffle and not streamed,
+        accumulate,
+        source,
+        options["initial_epoch"],
     )
     if dp is not None:
         dp.start()  # rank 0's state everywhere, before a resume replaces it
-    if resume_from is not None:
-        loop.resume(resume_from, epochs)
+    if options["resume_from"] is not None:
+        loop.resume(options["resume_from"], epochs, options["initial_epoch"])
     hooks.on_train_begin({"log_names": names})
     for epoch in loop.epochs(epochs):
         if loop.batch == 0:  # else a resumed epoch, begun before the checkpoint
             hooks.on_epoch_begin(epoch)
-        progress.start_epoch(epoch + 1)
-        logs = _train_epoch(
-            model, data, batch_size, shuffle, accumulate_steps, progress, hooks
-        )
+        progress.start_epoch(epoch + 1, source.steps(batch_size))
+        logs = _train_epoch(model, source, batch_size, accumulate, progress, hooks)
+        if logs is None:  # an iterable with nothing left
+            break
         if dp is not None:
             dp.end_epoch(epoch)
         if val is not None:
-            logs.update(evaluate(model, *val, max(batch_size, 1024), "val_"))
+            logs.update(evaluate_source(model, val, max(batch_size, 1024), "val_"))
         logs.update(_scaler_logs(model))
         loop.end_epoch(epoch)
         hooks.on_epoch_end(epoch, logs)
@@ -223,97 +198,79 @@ def _scaler_logs(model) -> dict:
     return {"loss_scale": scaler.scale, "skipped_steps": scaler.skipped_steps}
 
 
-class _Accumulator:
-    """Sums ``batch size * gradient`` over a group of batches, then steps once on the
-    sum divided by the group's samples: the gradient of one large batch. ``check``
-    (a :class:`~gpunn.faults.StepCheck`) sees the group's summed loss and averaged
-    gradient before its step. On several ranks (``dp``) each sums its shards and
-    one all-reduce per group (not per batch) gives the group's gradient."""
-
-    def __init__(self, model, steps: int, check=None, dp=None):
-        self.model, self.steps, self.check, self.dp = model, steps, check, dp
-        self.buffer = model.arena.zeros_like_params()
-        self.batches = 0
-        self.total = 0  # the group's samples (over all ranks)
-        self.loss = None  # the group's summed batch losses (device), for the check
-
-    def add(self, n: int, loss=None, n_global: int | None = None) -> None:
-        if loss is not None and n:
-            self.loss = loss if self.loss is None else self.loss + loss
-        xp, grads = self.model.backend.xp, self.model.arena.grads
-        if self.batches == 0:
-            xp.multiply(grads, n, out=self.buffer)
-        elif n:
-            self.buffer += grads * n
-        self.batches += 1
-        self.total += n if n_global is None else n_global
-        if self.batches == self.steps:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.batches == 0:
-            return
-        xp, dp, loss = self.model.backend.xp, self.dp, self.loss
-        xp.divide(self.buffer, self.total, out=self.model.arena.grads)
-        if dp is not None:
-            dp.engine.allreduce_(self.model.arena.grads)
-            loss = dp.reduce_loss(loss, 1, 1)  # NaN on any rank reaches every rank
-        self.model._apply_step(loss, self.check, self.total, self.batches)
-        self.batches = self.total = 0
-        self.loss = None
-
-
 def _prepare_metrics(model, targets) -> None:
+    if targets is None:  # an iterable: each metric prepares from its first batch
+        return
     for metric in model.metrics:
         metric.prepare(model.backend, targets)
 
 
-def _train_epoch(model, data, batch_size, shuffle, accumulate_steps, progress, hooks):
-    backend, n = model.backend, len(data[0])
+def _train_epoch(model, source, batch_size, accumulate_steps, progress, hooks):
+    """Trains one epoch (from the loop's position); returns its logs, or None when
+    an iterable gave no batch at all (training then stops, with a warning)."""
     dp = distributed.active(model)
     check = faults.StepCheck(model, hooks.callbacks, model._loop.epoch)
     accumulator = (
-        _Accumulator(model, accumulate_steps, check, dp)
+        Accumulator(model, accumulate_steps, check, dp)
         if accumulate_steps > 1
         else None
     )
-    totals = _Totals(model, dp)
-    # the loop draws the permutation (shuffle); a resumed epoch starts mid-way
+    totals = Totals(model, dp)
+    # the loop draws the order (shuffle); a resumed epoch starts mid-way
     first, order = model._loop.start_epoch(totals, accumulator)
-    order = None if order is None else backend.asarray(order)
-    for step, start in enumerate(range(first * batch_size, n, batch_size), first + 1):
-        stop = min(start + batch_size, n)
-        if dp is not None:  # this rank's shard of the global batch
-            lo, hi = dp.shard(stop - start)
-            start, stop, size = start + lo, start + hi, stop - start
-        if order is None:
-            xb, yb, wb = (None if a is None else a[start:stop] for a in data)
-        else:
-            index = order[start:stop]
-            xb, yb, wb = (
-                None if a is None else backend.take_rows(a, index) for a in data
-            )
-        hooks.on_train_batch_begin(step - 1, {"size": stop - start})
-        check.batch = step
-        if dp is not None:
-            loss = _data_parallel_batch(
-                model, dp, (xb, yb, wb), size, check, accumulator, totals
-            )
-        else:
-            if accumulator is None:
-                loss, outputs = model._train_batch(xb, yb, wb, check)
-            else:
-                loss, outputs = model._gradients(xb, yb, wb)
-                accumulator.add(stop - start, loss)
-            totals.add(loss, outputs, yb)
-        model._loop.batch = step
-        hooks.on_train_batch_end(step - 1, {"size": stop - start, "loss": loss})
-        progress.batch(step, totals.local_logs)
-        if model.stop_training:
-            return totals.logs()
+    batches = source.batches(order, first, batch_size, dp)
+    step = first
+    try:
+        for step, (xb, yb, wb, size) in enumerate(batches, first + 1):
+            hooks.on_train_batch_begin(step - 1, {"size": len(xb)})
+            check.batch = step
+            loss = _train_batch(model, (xb, yb, wb), size, check, accumulator, totals)
+            model._loop.batch = step
+            hooks.on_train_batch_end(step - 1, {"size": len(xb), "loss": loss})
+            progress.batch(step, totals.local_logs)
+            if model.stop_training:
+                return totals.logs()
+    finally:
+        batches.close()
     if accumulator is not None:
         accumulator.flush()
+    if getattr(source, "ran_out", False):
+        _warn_ran_out(model, source)
+        if step == first:
+            return None
     return totals.logs()
+
+
+def _train_batch(model, batch, size, check, accumulator, totals):
+    """One batch: its update (or its share of an accumulated one); returns the
+    batch's loss (the global batch's on several ranks)."""
+    xb, yb, wb = batch
+    dp = distributed.active(model)
+    if dp is not None:
+        return _data_parallel_batch(model, dp, batch, size, check, accumulator, totals)
+    if accumulator is None:
+        loss, outputs = model._train_batch(xb, yb, wb, check)
+    else:
+        loss, outputs = model._gradients(xb, yb, wb)
+        accumulator.add(len(xb), loss)
+    totals.add(loss, outputs, yb)
+    return loss
+
+
+def _warn_ran_out(model, source) -> None:
+    """An iterable ran out of batches before ``steps_per_epoch`` (or gave none):
+    Keras' rule, training stops with a warning (the epoch ends if it trained)."""
+    steps = source.steps_per_epoch
+    wanted = f"steps_per_epoch={steps} batches" if steps else "a batch"
+    warnings.warn(
+        f"the training data ran out of batches (an epoch wanted {wanted}); "
+        "training stops. Pass an iterable that yields steps_per_epoch * epochs "
+        "batches, or one that can be iterated again each epoch (a list, a "
+        "DataLoader, an object whose __iter__ starts over)",
+        RuntimeWarning,
+        stacklevel=5,
+    )
+    model.stop_training = True
 
 
 def _data_parallel_batch(model, dp, batch, size, check, accumulator, totals):
@@ -347,7 +304,7 @@ def evaluate(model, X, y, w, batch_size, prefix="") -> dict:
     dp = distributed.data_parallel(model)
     _prepare_metrics(model, y)
     lo, hi = (0, len(X)) if dp is None else dp.shard(len(X))
-    totals = _Totals(model, dp)
+    totals = Totals(model, dp)
     if lo == hi:
         totals.add_empty(y[:0])
     for start in range(lo, hi, batch_size):
@@ -358,40 +315,59 @@ def evaluate(model, X, y, w, batch_size, prefix="") -> dict:
     return totals.logs(prefix)
 
 
-def summary_table(model, print_fn=print) -> str:
-    """The text of ``Sequential.summary``."""
-    rows = [("Layer (type)", "Output", "Params", "FLOPs/sample")]
-    counts = {}
-    if model.built:
-        for slot in model.arena.slots:
-            counts[slot.owner] = counts.get(slot.owner, 0) + slot.size
-    for layer in model.layers:
-        built = layer.n_out is not None
-        rows.append(
-            (
-                f"{layer.name or '?'} ({type(layer).__name__})",
-                f"(batch, {layer.n_out})" if built else "?",
-                f"{counts.get(layer.name, 0):,}" if built else "?",
-                f"{layer.flops_per_sample():,}" if built else "?",
-            )
+def evaluate_source(model, source, batch_size, prefix="") -> dict:
+    """:func:`evaluate` over any :mod:`gpunn.data` source: arrays as above; a
+    memory-mapped array or an iterable batch by batch as it is read."""
+    if source.kind == "array":
+        return evaluate(model, *source.data, batch_size, prefix)
+    batch_size = check_batch_size(batch_size)
+    dp = distributed.data_parallel(model)
+    _prepare_metrics(model, source.first_targets())
+    totals = Totals(model, dp)
+    if dp is not None:  # a memory-mapped array: this rank's contiguous share
+        lo, hi = dp.shard(source.n_samples)
+        if lo == hi:
+            totals.add_empty(source.first_targets()[:0])
+            return totals.logs(prefix)
+        source = source.rows(lo, hi)
+    batches = source.batches(None, 0, batch_size)
+    try:
+        for xb, yb, wb, _ in batches:
+            loss, outputs = model._loss(xb, yb, wb, training=False)
+            totals.add(loss, outputs, yb)
+    finally:
+        batches.close()
+    if not totals.sizes:
+        warnings.warn(
+            f"{prefix or 'the '}data gave no batch to evaluate: its logs are NaN",
+            RuntimeWarning,
+            stacklevel=3,
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    rule = "-" * len(lines[0])
-    lines = [rule, lines[0], rule, *lines[1:], rule]
-    if model.built:
-        forward = sum(layer.flops_per_sample() for layer in model.layers)
-        lines += [
-            (
-                f"Total params: {model.count_params():,} "
-                f"({model.count_params() * model.dtype.itemsize / 2**20:.2f} MiB "
-                f"{model.dtype.name})"
-            ),
-            f"Forward FLOPs/sample: {forward:,} (a training step is about 3x)",
-            f"Backend: {model.backend.name}",
-        ]
-    else:
-        lines.append("Not built: pass input_dim or call fit to build the model.")
-    text = "\n".join(lines)
-    print_fn(text)
-    return text
+    return totals.logs(prefix)
+
+
+FLUSH_BYTES = 64 * 2**20  # device outputs gathered before one copy to the host
+
+
+def predict_source(model, source, batch_size) -> np.ndarray:
+    """``predict`` over a memory-mapped array or an iterable: outputs ``(n,
+    outputs)`` on the host, copied there in pieces of about :data:`FLUSH_BYTES`."""
+    backend, host, pending = model.backend, [], []
+    row_bytes = model.output_dim * model.dtype.itemsize
+    batches = source.batches(None, 0, batch_size)
+    try:
+        for xb, *_ in batches:
+            try:
+                pending.append(model.forward(xb))
+            except backend.out_of_memory_errors as exc:
+                raise faults.out_of_memory(model, exc, len(xb), "prediction") from exc
+            if sum(len(p) for p in pending) * row_bytes >= FLUSH_BYTES:
+                host.append(backend.to_numpy(backend.xp.concatenate(pending)))
+                pending = []
+    finally:
+        batches.close()
+    if pending:
+        host.append(backend.to_numpy(backend.xp.concatenate(pending)))
+    if not host:
+        return np.zeros((0, model.output_dim), model.dtype)
+    return np.concatenate(host)

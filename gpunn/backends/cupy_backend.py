@@ -10,10 +10,14 @@ use, see :mod:`gpunn.backends.kernels`); every other op is the reference code wi
 from __future__ import annotations
 
 import cupy
+import cupyx
 import numpy as np
 
+from gpunn.backends import dlpack
 from gpunn.backends.kernel_backend import KernelBackend
 from gpunn.backends.kernels import BLOCK, KernelLibrary, cupy_compiler
+from gpunn.backends.prefetch_cuda import CudaCalls, PinnedPrefetcher
+from gpunn.errors import ArgumentTypeError
 
 # cuBLAS compute types of CuPy's matmul (cupy/_core/_routines_linalg)
 _COMPUTE_TYPE_DEFAULT, _COMPUTE_TYPE_TF32 = 1, 7
@@ -66,6 +70,37 @@ class CupyBackend(KernelBackend):
     def to_numpy(self, x) -> np.ndarray:
         return cupy.asnumpy(x)
 
+    def from_dlpack(self, x, name: str = "x"):
+        """A CuPy array from an object with ``__dlpack__``: zero-copy
+        (``cupy.from_dlpack``) when it lives on the current GPU; a tensor in host
+        memory is read zero-copy as NumPy and copied to the GPU once (by
+        :meth:`asarray`), one on another GPU copied here once. bfloat16 comes as
+        float32."""
+        device = dlpack.device_of(x)
+        if device is None or device[0] not in (dlpack.CUDA, dlpack.CUDA_MANAGED):
+            return super().from_dlpack(x, name)
+        try:
+            found = cupy.from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError, ValueError) as error:
+            found = _bfloat16_device(x)
+            if found is None:
+                raise ArgumentTypeError(
+                    f"{name}: cannot read this {type(x).__name__} through DLPack "
+                    f"({error}); convert it to a float32 array first"
+                ) from None
+        if found.dtype.kind == "V":  # CuPy's bfloat16 (ml_dtypes): widen exactly
+            found = dlpack.widen_bfloat16(cupy, found.view(cupy.uint16))
+        if found.device.id != cupy.cuda.Device().id:
+            found = cupy.array(found, copy=True)  # peer copy to this model's GPU
+        return found
+
+    def prefetch(self, batches, depth: int = 2) -> PinnedPrefetcher:
+        """The batches of ``batches`` on the GPU, double-buffered: pinned host
+        buffers filled by a reading thread and host-to-device copies on their own
+        stream overlapping the previous batch's compute (see
+        :mod:`gpunn.backends.prefetch_cuda`)."""
+        return PinnedPrefetcher(_CUDA_CALLS, batches, depth)
+
     def _foreach_block(self, fn, arrays, hyper) -> None:
         """One pass over the whole arena: blocking only pays on a CPU."""
         fn(self.xp, *arrays, **hyper)
@@ -90,6 +125,38 @@ class CupyBackend(KernelBackend):
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         name = props["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
+
+
+_CUDA_CALLS = CudaCalls(
+    stream=lambda: cupy.cuda.Stream(non_blocking=True),
+    event=cupy.cuda.Event,
+    current_stream=cupy.cuda.get_current_stream,
+    empty_pinned=lambda shape, dtype: cupyx.empty_pinned(shape, dtype),
+    empty=lambda shape, dtype: cupy.empty(shape, dtype),
+)
+
+
+def _bfloat16_device(x):
+    """float32 CuPy values of a bfloat16 tensor on this GPU read from its DLPack
+    bits, for a CuPy that does not take bfloat16 through DLPack; else None."""
+    stream = cupy.cuda.get_current_stream().ptr or 1  # 1: the legacy default
+    try:
+        capsule = x.__dlpack__(stream=stream)
+        info = dlpack.tensor_info(capsule)
+    except Exception:  # noqa: BLE001 - not readable this way either
+        return None
+    if not dlpack.is_bfloat16(info) or info["device"][1] != cupy.cuda.Device().id:
+        return None
+    shape, strides = info["shape"], info["strides"]
+    span = sum((n - 1) * abs(s) for n, s in zip(shape, strides)) + 2
+    if 0 in shape or min(strides, default=0) < 0:
+        return None if 0 not in shape else cupy.zeros(shape, cupy.float32)
+    memory = cupy.cuda.UnownedMemory(info["data"], span, capsule)
+    pointer = cupy.cuda.MemoryPointer(memory, 0)
+    bits = cupy.ndarray(shape, cupy.uint16, pointer, strides)
+    values = dlpack.widen_bfloat16(cupy, bits)
+    cupy.cuda.get_current_stream().synchronize()  # read before the capsule goes
+    return values
 
 
 def probe() -> str | None:

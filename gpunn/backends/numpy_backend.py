@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.backends import threads, updates
+from gpunn.backends import dlpack, threads, updates
 from gpunn.backends.ops_fused import FusedOps
 from gpunn.backends.ops_layers import LayerOps
 from gpunn.backends.ops_losses import LossOps
 from gpunn.backends.ops_metrics import MetricOps
 from gpunn.backends.ops_optim import OptimOps
+from gpunn.backends.prefetch import Prefetcher
 from gpunn.errors import ArgumentTypeError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -57,6 +58,20 @@ class NumpyBackend(FusedOps, LayerOps, LossOps, MetricOps, OptimOps):
     def to_numpy(self, x) -> np.ndarray:
         """Copies ``x`` to a host NumPy array."""
         return np.asarray(x)
+
+    def from_dlpack(self, x, name: str = "x"):
+        """An array of this backend from an object with ``__dlpack__`` (a PyTorch,
+        JAX or CuPy tensor): zero-copy when it lives in host memory; a GPU tensor
+        is copied to the host once, by its library. bfloat16 comes as float32.
+        ArgumentTypeError naming ``name`` when it cannot be read."""
+        return dlpack.to_host(x, name)
+
+    def prefetch(self, batches, depth: int = 2) -> Prefetcher:
+        """An iterator over the host batches of ``batches`` (tuples of NumPy arrays
+        or None) as batches of this backend, read ``depth`` ahead on a background
+        thread (see :mod:`gpunn.backends.prefetch`). On the CPU a host batch is
+        used as it is."""
+        return Prefetcher(batches, depth)
 
     def zeros(self, shape, dtype):
         return self.xp.zeros(shape, dtype=dtype)

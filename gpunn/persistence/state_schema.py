@@ -140,14 +140,14 @@ def _check_loop(loop) -> None:
     _keys("loop", loop, _LOOP)
     _int("loop.epoch", loop["epoch"], 0, 2**31)
     batch = _int("loop.batch", loop["batch"], 0, 2**31)
-    config = loop["config"]
-    _keys("loop.config", config, _CONFIG)
-    n = _int("loop.config.n_samples", config["n_samples"], 1, MAX_INT)
-    size = _int("loop.config.batch_size", config["batch_size"], 1, MAX_INT)
-    _type("loop.config.shuffle", config["shuffle"], bool)
-    steps = _int("loop.config.accumulate_steps", config["accumulate_steps"], 1, MAX_INT)
-    if batch > -(-n // size):
-        raise _Bad("loop.batch", f"{batch} is past the epoch's {-(-n // size)} batches")
+    config = _keys("loop.config", loop["config"], (), extra=True)
+    if config.get("source") == "iterable":
+        most_batches, most_rows, most_samples = _iterable_config(config)
+    else:
+        most_batches, most_rows, most_samples = _rows_config(config)
+    steps = config["accumulate_steps"]
+    if batch > most_batches:
+        raise _Bad("loop.batch", f"{batch} is past the epoch's {most_batches} batches")
     if batch == 0:
         if loop["epoch_rng"] is not None or loop["sizes"] or loop["accumulated"]:
             raise _Bad("loop", "at an epoch boundary it holds no epoch position")
@@ -157,14 +157,49 @@ def _check_loop(loop) -> None:
     if len(sizes) != batch:
         raise _Bad("loop.sizes", f"must list {batch} batch sizes, got {len(sizes)}")
     for i, count in enumerate(sizes):
-        _int(f"loop.sizes[{i}]", count, 0, size + 1)
+        _int(f"loop.sizes[{i}]", count, 0, most_rows + 1)
     accumulated = loop["accumulated"]
     if accumulated is not None:
         pair = _list("loop.accumulated", accumulated, 2)
         if len(pair) != 2:
             raise _Bad("loop.accumulated", f"must be [batches, samples], got {pair}")
         _int("loop.accumulated[0]", pair[0], 1, steps)  # a full group has stepped
-        _int("loop.accumulated[1]", pair[1], 0, n + 1)
+        _int("loop.accumulated[1]", pair[1], 0, most_samples + 1)
+
+
+def _rows_config(config) -> tuple[int, int, int]:
+    """In-memory arrays (the four settings) or a memory-mapped array (plus
+    ``source: "memmap"`` and ``chunk_rows``): ``(batches per epoch, rows per
+    batch, samples)``."""
+    optional = ("source", "chunk_rows") if "source" in config else ()
+    _keys("loop.config", config, _CONFIG + optional)
+    if optional:
+        _choice("loop.config.source", config["source"], ("memmap",))
+        _int("loop.config.chunk_rows", config["chunk_rows"], 1, MAX_INT)
+    n = _int("loop.config.n_samples", config["n_samples"], 1, MAX_INT)
+    size = _int("loop.config.batch_size", config["batch_size"], 1, MAX_INT)
+    _type("loop.config.shuffle", config["shuffle"], bool)
+    _int("loop.config.accumulate_steps", config["accumulate_steps"], 1, MAX_INT)
+    return -(-n // size), size, n
+
+
+def _iterable_config(config) -> tuple[int, int, int]:
+    """An iterable of batches: no sample count, batch size or shuffling (each is
+    None / False), ``steps_per_epoch`` None or an int: ``(most batches per epoch,
+    most rows per batch, most samples)``."""
+    _keys("loop.config", config, (*_CONFIG, "source", "steps_per_epoch"))
+    for key in ("n_samples", "batch_size"):
+        if config[key] is not None:
+            raise _Bad(f"loop.config.{key}", f"must be null, got {_short(config[key])}")
+    if config["shuffle"] is not False:
+        raise _Bad(
+            "loop.config.shuffle", f"must be false, got {_short(config['shuffle'])}"
+        )
+    _int("loop.config.accumulate_steps", config["accumulate_steps"], 1, MAX_INT)
+    steps = config["steps_per_epoch"]
+    if steps is not None:
+        _int("loop.config.steps_per_epoch", steps, 1, 2**31)
+    return (2**31 - 1 if steps is None else steps), MAX_INT - 1, MAX_INT - 1
 
 
 # ------------------------------------------------------------------ primitives
