@@ -11,6 +11,7 @@ from gpunn import precision as precisions
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
 from gpunn.checks import check_bool, check_callable, check_int, check_path
+from gpunn.data import adapt as data_adapt
 from gpunn.errors import ArgumentError, ArgumentTypeError, NotBuiltError
 from gpunn.layers.activations import Activation
 from gpunn.layers.base import Layer
@@ -707,15 +708,25 @@ class Sequential:
                 raise type(exc)(f"state of layer {layer.name}: {exc}") from exc
 
     @guards.guarded("adapt", exclusive_call=True)
-    def adapt(self, X) -> None:
+    def adapt(self, X, steps=None) -> None:
         """Fits every adaptable preprocessing layer (``Standardize``, ``Whiten``) from
         ``X``, in order: each sees ``X`` as the layers before it transform it (eval
-        mode). Builds the model from ``X``'s width if needed."""
+        mode). Builds the model from ``X``'s width if needed. A memory-mapped array
+        or an iterable of batches (``x`` or tuples starting with ``x``; ``steps``
+        of them, None: until it ends) is read in one pass per adaptable layer, its
+        statistics accumulated in float64 (:mod:`gpunn.data.adapt`)."""
         adaptable = [layer for layer in self.layers if layer.adaptable]
         if not adaptable:
             raise ArgumentError(
                 "the model has no adaptable layer (Standardize, Whiten) to adapt"
             )
+        steps = training.check_steps("steps", steps)
+        if data.is_batches(X) or data.is_memmap(X):
+            source = data.source_for(self, X, targets=False, steps=steps)
+            rows = getattr(source, "chunk_rows", 1)
+            return data_adapt.adapt_streamed(self, source, rows)
+        if steps is not None:
+            raise ArgumentError("steps is for X given as an iterable of batches")
         X = self._inputs(X)
         x = X
         for layer in self.layers:

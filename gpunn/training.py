@@ -265,8 +265,8 @@ def _warn_ran_out(model, source) -> None:
     warnings.warn(
         f"the training data ran out of batches (an epoch wanted {wanted}); "
         "training stops. Pass an iterable that yields steps_per_epoch * epochs "
-        "batches, or one that can be iterated again each epoch (a list, a "
-        "DataLoader, an object whose __iter__ starts over)",
+        "batches, or one that can be iterated again each epoch (a DataLoader, "
+        "an object whose __iter__ starts over)",
         RuntimeWarning,
         stacklevel=5,
     )
@@ -358,7 +358,8 @@ def predict_source(model, source, batch_size) -> np.ndarray:
     try:
         for xb, *_ in batches:
             try:
-                pending.append(model.forward(xb))
+                out = model.forward(xb)
+                pending.append(out.copy() if out is xb else out)  # xb is reused
             except backend.out_of_memory_errors as exc:
                 raise faults.out_of_memory(model, exc, len(xb), "prediction") from exc
             if sum(len(p) for p in pending) * row_bytes >= FLUSH_BYTES:

@@ -66,6 +66,25 @@ class _Fitted(Layer):
         self._check_width(X.shape[1])
         self._store(self._fit(backend.to_numpy(X)))
 
+    def adapt_moments(self, n: int, mean, second) -> None:
+        """Fits the statistics from the moments of ``n >= 2`` samples: their
+        ``mean`` ``(n_features,)`` and their population variance ``(n_features,)``
+        (``moment == "variance"``) or covariance ``(n_features, n_features)``
+        (``"covariance"``), float64; what ``model.adapt`` computes in one pass over
+        a memory-mapped array or an iterable."""
+        if n < 2:
+            raise InvalidInputError(f"adapt needs at least 2 samples, got {n}")
+        mean = np.asarray(mean, np.float64)
+        self._check_width(len(mean))
+        if self.n_in is not None and len(mean) != self.n_in:
+            raise InvalidInputError(
+                f"adapt_moments got {len(mean)} features, the layer has {self.n_in}"
+            )
+        self._store(self._from_moments(n, mean, np.asarray(second, np.float64)))
+
+    def _fit(self, X) -> dict:
+        return self._from_moments(len(X), *self._moments(X))
+
     def _store(self, host: dict) -> None:
         self._host = host
         if self._device is None:
@@ -135,9 +154,15 @@ class Standardize(_Fitted):
         model = gpunn.Sequential([layer, Dense(64, activation="relu"), Dense(10)])
     """
 
-    def _fit(self, X) -> dict:
-        mean, var = X.mean(axis=0), X.var(axis=0)
-        constant = var <= (len(X) * EPS64 * mean) ** 2
+    moment = "variance"
+
+    @staticmethod
+    def _moments(X) -> tuple:
+        return X.mean(axis=0), X.var(axis=0)
+
+    @staticmethod
+    def _from_moments(n: int, mean, var) -> dict:
+        constant = var <= (n * EPS64 * mean) ** 2
         return {"mean": mean, "scale": np.where(constant, 1.0, np.sqrt(var))}
 
     def _device_values(self) -> dict:
@@ -221,10 +246,16 @@ class Whiten(_Fitted):
                 f"got {self.n_components}"
             )
 
-    def _fit(self, X) -> dict:
+    moment = "covariance"
+
+    @staticmethod
+    def _moments(X) -> tuple:
         mean = X.mean(axis=0)
         centered = X - mean
-        lam, u = np.linalg.eigh(centered.T @ centered / len(X))
+        return mean, centered.T @ centered / len(X)
+
+    def _from_moments(self, n: int, mean, covariance) -> dict:
+        lam, u = np.linalg.eigh(covariance)
         lam, u = np.maximum(lam[::-1], 0), u[:, ::-1]  # by decreasing variance
         u = u * np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
         w = u / np.sqrt(lam + self.eps)
