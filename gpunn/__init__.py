@@ -57,8 +57,8 @@ from gpunn.layers import (
     Tanh,
     Whiten,
 )
-from gpunn.model import Sequential
 from gpunn.loading import load
+from gpunn.model import Sequential
 
 __version__ = "0.1.0"
 

@@ -134,6 +134,8 @@ def _quiet(*args, **kwargs) -> None:
 class _SampleCounter(Callback):
     """Counts the samples this run trains on (a resumed run trains fewer)."""
 
+    writes_weights = False  # reads the model only
+
     samples = 0
 
     def on_train_batch_end(self, batch, logs=None):

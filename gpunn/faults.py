@@ -42,8 +42,6 @@ import signal
 import threading
 import traceback
 
-import numpy as np
-
 from gpunn.errors import DeviceMemoryError, NonFiniteError
 
 __all__ = [
@@ -51,6 +49,7 @@ __all__ = [
     "StepCheck",
     "interrupts_deferred",
     "out_of_memory",
+    "step_verdict",
     "uninterrupted",
 ]
 
@@ -77,20 +76,23 @@ class StepCheck:
 
     def __call__(self, loss, batches: int = 1) -> bool:
         """True when the update may be applied: ``loss`` (a 0-d device array, or
-        None) and the arena's gradients are finite, or the check is off. Otherwise
-        raises NonFiniteError, or returns False after telling the handlers.
-        ``batches``: how many batches were accumulated into the gradients."""
-        model = self.model
-        if not model.check_finite:
+        None), the arena's gradients and what the step would commit are finite, or
+        the check is off. Otherwise raises NonFiniteError, or returns False after
+        telling the handlers. With a dynamic loss scaler (mixed_float16) the check
+        always runs (the gradients are unscaled by then): a step that is not finite
+        is skipped and the scale backs off (NonFiniteError once the scale would
+        fall below 2**-24). ``batches``: how many batches were accumulated into
+        the gradients."""
+        model, scaler = self.model, self.model.loss_scaler
+        dynamic = scaler is not None and scaler.dynamic
+        if not (model.check_finite or dynamic):
             return True
         loss = 0.0 if loss is None else loss
-        ok = model.backend.step_is_finite(loss, model.arena.grads)
-        for layer in model.layers:  # the layer state the step would commit
-            staged = layer.staged_is_finite()
-            ok = ok if staged is None else ok & staged
-        grown = _grown_state(model)
-        if bool(ok if grown is None else ok & grown):
+        if bool(step_verdict(model, loss)):
             return True
+        if dynamic:
+            scaler.update(found_inf=True)
+            return False
         error = NonFiniteError(self._message(loss, batches))
         if not self.handlers:
             raise error
@@ -143,16 +145,18 @@ class StepCheck:
         )
 
 
-def _grown_state(model):
-    """Whether an optimizer buffer that only grows (Adagrad's sum of squared
-    gradients) stays finite after this step's squares, as a 0-d device bool; None
-    for optimizers without one."""
-    total = model.optimizer.accumulated_squares()
-    if total is None:
-        return None
-    xp, grads = model.backend.xp, model.arena.grads
-    with np.errstate(over="ignore", invalid="ignore"):
-        return xp.isfinite(total + xp.dot(grads, grads))
+def step_verdict(model, loss):
+    """Whether a step may be applied, as a 0-d device bool (no host read): the loss
+    and the gradients finite, with their sum of squares
+    (:meth:`~gpunn.backends.NumpyBackend.step_is_finite`), the layer state the step
+    would commit finite, and an optimizer buffer that only grows (Adagrad's) still
+    finite after it."""
+    ok = model.backend.step_is_finite(loss, model.arena.grads)
+    for layer in model.layers:
+        staged = layer.staged_is_finite()
+        ok = ok if staged is None else ok & staged
+    grown = model.optimizer.state_stays_finite()
+    return ok if grown is None else ok & grown
 
 
 def with_layer_state(model, loss):

@@ -51,14 +51,14 @@ def guarded(call: str, exclusive_call: bool = False):
 
 # ------------------------------------------------------------------ build undone
 def _objects(model) -> list:
-    """The objects a build changes: the layers, the layers they hold (Dense's
-    activation) and the optimizer."""
+    """The objects a build (or the steps a failed first call skipped) changes: the
+    layers, the layers they hold (Dense's activation), the optimizer and the loss
+    scaler (its scale backs off on skipped steps)."""
     found = []
     for layer in model.layers:
         found.append(layer)
         found += [v for v in vars(layer).values() if _is_layer(v)]
-    if model.optimizer is not None:
-        found.append(model.optimizer)
+    found += [obj for obj in (model.optimizer, model.loss_scaler) if obj is not None]
     return found
 
 

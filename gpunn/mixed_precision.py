@@ -3,13 +3,13 @@
 A model with a :class:`~gpunn.optim.LossScaler` (``compile(loss_scale=...)``; the
 default of ``precision="mixed_float16"``) multiplies the loss's gradient by the scale
 before backpropagating through its 16-bit layers (:func:`scaled`), so small gradients
-do not flush to zero in float16. Before the optimizer step, :func:`unscale_and_check`
-divides the float32 gradient arena by the scale (``grads *= float32(1 / scale)``, as
-``torch.amp.GradScaler.unscale_``) and checks it with the same reduction as the
-finite check: a step whose gradients (or loss, or the layer state it would commit)
-hold an infinity or NaN is skipped and the scale backs off; otherwise the step is
-applied and the scaler counts it. The loss itself is never scaled, so the logged
-losses are the true ones.
+do not flush to zero in float16. Before the optimizer step, :func:`unscale_` divides
+the float32 gradient arena by the scale (``grads *= float32(1 / scale)``, as
+``torch.amp.GradScaler.unscale_``); the step's finite check
+(:class:`~gpunn.faults.StepCheck`, :func:`~gpunn.faults.step_verdict`) then skips a
+step whose gradients (or loss, or the state it would commit) hold an infinity or NaN
+and backs the scale off; otherwise the step is applied and the scaler counts it. The
+loss itself is never scaled, so the logged losses are the true ones.
 """
 
 from __future__ import annotations
@@ -44,18 +44,11 @@ def scaled(model, doutputs):
     return doutputs if scale == 1 else doutputs * scale
 
 
-def unscale_and_check(model, loss) -> bool:
-    """Unscales the gradient arena and tells whether the step may be applied. On an
-    overflow the scaler backs off (raising NonFiniteError, nothing changed, when the
-    scale would fall below 2**-24 or is static) and the step is to be skipped."""
-    scaler, arena, backend = model.loss_scaler, model.arena, model.backend
+def unscale_(model) -> None:
+    """Divides the gradient arena by the loss scale in place (``grads *=
+    float32(1 / scale)``, as ``GradScaler.unscale_``); the step's finite check
+    (:class:`~gpunn.faults.StepCheck`) then decides, skipping an overflowing step
+    and backing the scale off."""
+    arena = model.arena
     with overflow_expected(model):
-        arena.grads *= arena.dtype.type(scaler.inv_scale())
-    ok = backend.step_is_finite(0.0 if loss is None else loss, arena.grads)
-    for layer in model.layers:  # the layer state the step would commit
-        staged = layer.staged_is_finite()
-        ok = ok if staged is None else ok & staged
-    if bool(ok):
-        return True
-    scaler.update(found_inf=True)
-    return False
+        arena.grads *= arena.dtype.type(model.loss_scaler.inv_scale())

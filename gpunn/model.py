@@ -386,16 +386,16 @@ class Sequential:
         state the step's forwards staged (BatchNorm's running statistics...) is
         committed with the update, in one piece a Ctrl-C does not split
         (:func:`gpunn.faults.uninterrupted`), and discarded when the step is refused
-        or fails. With a loss scaler the gradients are unscaled first and a step
-        whose gradients overflow is skipped, the scale backing off
-        (:mod:`gpunn.mixed_precision`), in place of ``check``."""
+        or fails. With a loss scaler the gradients are unscaled first; with a
+        dynamic one the check always runs (an overflowing step is skipped and the
+        scale backs off, see :mod:`gpunn.mixed_precision`)."""
         scaler = self.loss_scaler
         try:
-            if scaler is not None:  # unscale; an overflow skips the step
-                if not mixed_precision.unscale_and_check(self, loss):
-                    self._discard_layer_state()
-                    return
-            elif check is not None and not check(loss, batches):
+            if scaler is not None:
+                mixed_precision.unscale_(self)
+                if check is None and scaler.dynamic:
+                    check = faults.StepCheck(self)
+            if check is not None and not check(loss, batches):
                 self._discard_layer_state()
                 return
             with faults.uninterrupted():
@@ -736,14 +736,17 @@ class Sequential:
                 return
             x = layer.forward(x, training=False)
 
-    def _snapshot(self) -> dict:
-        """A device copy of the parameters, a host copy of the layer state and the
-        loss scaler's state."""
+    def _snapshot(self, with_scaler: bool = True) -> dict:
+        """A device copy of the parameters, a host copy of the layer state and (with
+        ``with_scaler``) the loss scaler's state: what :meth:`_restore` puts back.
+        Weights-only snapshots (EarlyStopping's best epoch) leave the scaler, whose
+        state belongs to the run, not to the weights."""
         arena, scaler = self._require_built(), self.loss_scaler
+        keep = with_scaler and scaler is not None
         return {
             "params": arena.params.copy(),
             "state": self.get_state(),
-            "loss_scaler": None if scaler is None else scaler.state_dict(),
+            "loss_scaler": scaler.state_dict() if keep else None,
         }
 
     def _restore(self, snapshot: dict) -> None:

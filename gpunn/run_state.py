@@ -230,13 +230,28 @@ def _compare(model, tensors: dict, state: dict) -> tuple[list, list, list]:
         found["optimizer.hyperparameters"] = _without_lr(optimizer["hyperparameters"])
     if ours["optimizer.class"] != theirs["optimizer.class"]:
         del ours["optimizer.hyperparameters"]  # not comparable
-    scaling = (state["loss_scaler"] is not None, model.loss_scaler is not None)
-    if scaling[0] != scaling[1]:
-        have = ["none", "a LossScaler"]
-        mismatched.append(
-            f"loss_scaler: checkpoint {have[scaling[0]]}, model {have[scaling[1]]}"
-        )
+    mismatched += _scaler_differences(state["loss_scaler"], model.loss_scaler)
     return missing, unexpected, _differences("", theirs, ours) + mismatched
+
+
+def _scaler_differences(saved, scaler) -> list[str]:
+    """The loss scaler must be there on both sides or neither, of the same kind
+    (dynamic or static) and with the same factors and interval."""
+    if (saved is None) != (scaler is None):
+        have = ["none", "a loss scaler"]
+        return [
+            f"loss_scaler: checkpoint {have[saved is not None]}, model "
+            f"{have[scaler is not None]}"
+        ]
+    if saved is None:
+        return []
+    ours = scaler.state_dict()
+    keys = ("growth_factor", "backoff_factor", "growth_interval")
+    return [
+        f"loss_scaler.{key}: checkpoint {saved.get(key)}, model {ours[key]}"
+        for key in keys
+        if saved.get(key) != ours[key]
+    ]
 
 
 def _without_lr(hyperparameters: dict) -> dict:

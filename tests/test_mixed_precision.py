@@ -251,3 +251,136 @@ def test_kernel_backends_train_like_the_reference(kernel_backend, precision):
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=2e-2, atol=2e-2)
     for a, b in zip(runs[1][1], runs[0][1]):
         np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2)
+
+
+def test_an_optimizer_subclass_with_its_own_update_gets_its_weights_recast():
+    """A subclass that overrides _update (and so writes no 16-bit copy) is not
+    trusted to have written one: the next forward re-casts the masters."""
+
+    class HalfStepSGD(gpunn.optim.SGD):
+        def _update(self, t, lr):
+            self.arena.params -= (lr / 2) * self.arena.grads
+
+    assert HalfStepSGD.writes_param_copy is False and gpunn.optim.SGD.writes_param_copy
+    model = gpunn.Sequential(
+        [Dense(8, activation="relu"), Dense(4)],
+        input_dim=8,
+        seed=0,
+        backend="cpu",
+        precision="mixed_bfloat16",
+    )
+    model.compile("softmax_cross_entropy", HalfStepSGD(0.5))
+    X, y = _data()
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    arena = model.arena
+    model.forward(model.backend.asarray(X[:2]))  # a forward brings the copy up
+    np.testing.assert_array_equal(
+        arena.compute, arena.params.astype(arena.compute.dtype)
+    )
+
+
+def test_the_scaled_path_keeps_every_guard_of_the_finite_check():
+    """With loss scaling, a step that would overflow Adagrad's sum (finite
+    gradients) is skipped like an overflowing gradient, not applied, and the sum
+    stays finite."""
+    model = gpunn.Sequential(
+        [Dense(2)], input_dim=3, seed=0, backend="cpu", precision="mixed_bfloat16"
+    )
+    model.compile("mse", gpunn.optim.Adagrad(0.1), loss_scale=LossScaler(init_scale=1))
+    X, y = np.ones((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    model.train_step(X, y)  # binds the state
+    model.optimizer.state["sum"][:] = np.finfo(np.float32).max
+    before = model.get_weights()
+    model.train_step(X, np.full((4, 2), 1e16, np.float32))  # g**2 ~ 1e32: inf sum
+    assert model.loss_scaler.skipped_steps == 1
+    assert np.isfinite(model.optimizer.state["sum"]).all()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_static_scale_is_refused_as_an_unscaled_step_would_be():
+    X, y = np.ones((8, 3), np.float32), np.full((8, 2), 3e38, np.float32)
+
+    def model(**compile_kwargs):
+        m = gpunn.Sequential(
+            [Dense(2)], input_dim=3, seed=0, backend="cpu", precision="mixed_float16"
+        )
+        m.compile("mse", "sgd", loss_scale=128, **compile_kwargs)
+        return m
+
+    with pytest.raises(NonFiniteError, match="at epoch 1, batch 1"):
+        model().fit(X, y, epochs=1, batch_size=4, verbose=0)
+    stopped = model()
+    stopped.fit(
+        X,
+        y,
+        epochs=3,
+        batch_size=4,
+        verbose=0,
+        callbacks=[gpunn.callbacks.TerminateOnNaN()],
+    )
+    assert stopped.stop_training and stopped.optimizer.steps == 0
+    applied = model()
+    applied.check_finite = False
+    applied.train_step(X[:4], y[:4])
+    assert applied.optimizer.steps == 1
+
+
+def test_early_stopping_restores_weights_not_the_loss_scaler():
+    X, y = _data()
+    model = _model("mixed_float16", loss_scale=LossScaler(init_scale=2.0**30))
+    stop = gpunn.callbacks.EarlyStopping("loss", patience=1, restore_best_weights=True)
+    history = model.fit(X, y, epochs=6, batch_size=16, verbose=0, callbacks=[stop])
+    assert model.loss_scaler.skipped_steps == history.history["skipped_steps"][-1] > 0
+    assert model.loss_scaler.get_config()["init_scale"] == 2.0**30  # kept on loads
+
+
+def test_a_failed_first_fit_leaves_the_loss_scaler_as_it_was():
+    model = gpunn.Sequential(
+        [Dense(2)], seed=0, backend="cpu", precision="mixed_float16"
+    )
+    model.compile("mse", "sgd", loss_scale=LossScaler(init_scale=2.0**-20))
+    X, y = np.ones((4, 3), np.float32), np.full((4, 2), 3e38, np.float32)
+    with pytest.raises(NonFiniteError):
+        model.fit(X, y, epochs=5, batch_size=4, verbose=0)
+    assert not model.built
+    assert model.loss_scaler.scale == 2.0**-20 and model.loss_scaler.skipped_steps == 0
+
+
+def test_a_checkpoint_of_another_loss_scaling_is_refused(tmp_path):
+    X, y = _data()
+    path = str(tmp_path / "c.safetensors")
+    model = _model("mixed_float16")
+    model.fit(X, y, epochs=1, verbose=0, callbacks=[gpunn.ModelCheckpoint(path)])
+    for scale, match in [
+        (256, "loss_scaler.growth_interval"),
+        (None, "loss_scaler: checkpoint a loss scaler, model none"),
+    ]:
+        other = _model("mixed_float16", loss_scale=scale)
+        with pytest.raises(gpunn.CheckpointError, match=match):
+            other.fit(X, y, epochs=2, verbose=0, resume_from=path)
+
+
+def test_a_callback_writing_weights_mid_fit_reaches_the_next_forward():
+    """A max-norm constraint written through layer views at each batch end: the
+    next batch's 16-bit weights are the constrained masters."""
+
+    class MaxNorm(gpunn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            kernel = self.model.layers[0].params["kernel"]
+            np.clip(kernel, -0.05, 0.05, out=kernel)
+
+    class Spy(gpunn.callbacks.Callback):
+        writes_weights = False
+
+        def on_train_batch_begin(self, batch, logs=None):
+            arena = self.model.arena
+            arena.sync_compute()  # what the coming forward will use
+            np.testing.assert_array_equal(
+                arena.compute, arena.params.astype(arena.compute.dtype)
+            )
+
+    X, y = _data()
+    model = _model("mixed_bfloat16")
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0, callbacks=[MaxNorm(), Spy()])
+    assert np.abs(model.layers[0].params["kernel"]).max() <= 0.05

@@ -355,3 +355,17 @@ def test_ctrl_c_in_train_step_and_between_steps(monkeypatch, sigint_raises):
         model.fit(X, y, batch_size=4, verbose=0, callbacks=[SignalAt()])
     assert model.optimizer.steps == 2  # raised right after the callback's step
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_adagrad_sums_far_from_the_limit_are_not_refused():
+    """The guard is per entry: many large but safe sums do not add up to a refusal."""
+    model = gpunn.Sequential(
+        [gpunn.layers.Dense(500)], input_dim=200, seed=0, backend="cpu"
+    )
+    model.compile("mse", gpunn.optim.Adagrad(1e-3))
+    X = np.full((4, 200), 1e-3, np.float32)
+    y = np.zeros((4, 500), np.float32)
+    model.train_step(X, y)
+    model.optimizer.state["sum"][:] = 1e34  # 1e5 entries, each 3e4 below the max
+    model.train_step(X, y)
+    assert model.optimizer.steps == 2

@@ -23,9 +23,17 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
 
 
 class Callback:
-    """Base class: every hook is a no-op. ``self.model`` is set by ``fit``."""
+    """Base class: every hook is a no-op. ``self.model`` is set by ``fit``.
+
+    ``writes_weights``: whether the hooks may write the model's parameters in place
+    (through ``layer.params`` views: a max-norm constraint, weight averaging). Under
+    mixed precision the model then re-casts its 16-bit weights after such a
+    callback's hooks. True for a callback of your own; set it to False when yours
+    only reads, to save that cast (gpunn's own callbacks do; ``set_weights`` and
+    EarlyStopping's restore mark the weights themselves)."""
 
     model = None
+    writes_weights = True
     _restored = False  # set by set_state: the next on_train_begin keeps the state
 
     def set_model(self, model) -> None:
@@ -87,7 +95,10 @@ class CallbackList(Callback):
     """Calls each hook on every callback, in order (those with ``runs_last``, e.g.
     ``ModelCheckpoint``, after the others)."""
 
+    writes_weights = False  # its callbacks say for themselves
+
     def __init__(self, callbacks, model):
+        self.model = model
         self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "runs_last", False))
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
@@ -100,6 +111,8 @@ class CallbackList(Callback):
     def _call(self, hook, *args) -> None:
         for callback in self.callbacks:
             getattr(callback, hook)(*args)
+            if callback.writes_weights and self.model.built:
+                self.model.arena.params_changed()  # a flag: the next forward casts
 
     def check_arguments(self, logs=None):
         self._call("check_arguments", logs)
@@ -126,6 +139,8 @@ class CallbackList(Callback):
 class History(Callback):
     """Per-epoch results of ``fit``: ``history.history["loss"]``, ``["accuracy"]``,
     ``["val_loss"]``, ... and ``history.epoch`` (0-based). ``fit`` returns it."""
+
+    writes_weights = False  # reads the model only
 
     def __init__(self):
         self.history: dict[str, list[float]] = {}

@@ -53,6 +53,8 @@ class ModelCheckpoint(Callback):
         verbose: print a line for each save. Default: 0.
     """
 
+    writes_weights = False  # reads the model only
+
     runs_last = True  # CallbackList calls it after the other callbacks
 
     def __init__(

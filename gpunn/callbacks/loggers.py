@@ -13,6 +13,8 @@ from gpunn.checks import check_bool, check_int, check_path
 
 
 class _FileLogger(Callback):
+    writes_weights = False  # reads the model only
+
     def __init__(self, filename, append: bool = False):
         self.filename = check_path("filename", filename)
         self.append = check_bool("append", append)

@@ -31,6 +31,8 @@ class EarlyStopping(Callback):
     Attributes: ``stopped_epoch`` (0 if it never stopped), ``best``, ``best_epoch``.
     """
 
+    writes_weights = False  # reads the model only
+
     def __init__(
         self,
         monitor: str = "val_loss",
@@ -95,7 +97,7 @@ class EarlyStopping(Callback):
         if self._monitor.better(value, self._monitor.best):
             self._monitor.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
-                self._best_snapshot = self.model._snapshot()
+                self._best_snapshot = self.model._snapshot(with_scaler=False)
             if self.baseline is None or self._monitor.better(value, self.baseline):
                 self.wait = 0
                 return
@@ -125,6 +127,8 @@ class ReduceLROnPlateau(Callback):
         min_lr: lower bound on the learning rate. Default: 0.
         verbose: print a line on each reduction. Default: 0.
     """
+
+    writes_weights = False  # reads the model only
 
     def __init__(
         self,
@@ -209,6 +213,8 @@ class TerminateOnNaN(Callback):
     whose ``logs["loss"]`` is not finite, that batch's update applied. It reads each
     batch's loss, so on a GPU it waits for the device once per batch."""
 
+    writes_weights = False  # reads the model only
+
     _skipped = False  # on_non_finite_step stopped training at this batch
 
     def on_train_begin(self, logs=None):
@@ -236,6 +242,8 @@ class LearningRateScheduler(Callback):
     The value replaces any step schedule on the optimizer. For per-step schedules
     pass a :mod:`gpunn.schedules` schedule as the optimizer's ``lr`` instead.
     """
+
+    writes_weights = False  # reads the model only
 
     def __init__(self, schedule, verbose: int = 0):
         if not callable(schedule):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from gpunn.checks import check_bool, check_real
 from gpunn.optim.base import Optimizer
 
@@ -55,9 +57,17 @@ class Adagrad(Optimizer):
         if self.initial_accumulator_value != 0:
             self.state["sum"][...] = self.initial_accumulator_value
 
-    def accumulated_squares(self):
-        """The total of ``s``: it only grows, by the squared gradients."""
-        return None if self.arena is None else self.state["sum"].sum()
+    def state_stays_finite(self):
+        """Whether ``s + g**2`` (``g`` the gradient with its L2 term) stays finite
+        in every entry: ``s`` only grows."""
+        if self.arena is None:
+            return None
+        arena, xp = self.arena, self.arena.backend.xp
+        g = arena.grads
+        if self.weight_decay:
+            g = g + self.weight_decay * arena.params
+        with np.errstate(over="ignore", invalid="ignore"):
+            return xp.isfinite(self.state["sum"] + g * g).all()
 
     def _update(self, t: int, lr: float) -> None:
         arena = self.arena

@@ -48,9 +48,14 @@ class Optimizer:
     host_scalars: tuple[str, ...] = ()  # float attributes saved by host_state()
     # whether _update passes param_copy=arena.compute to its backend op (every
     # built-in optimizer does, so mixed precision's 16-bit weights are written in the
-    # same pass); a subclass that does not leaves them to be re-cast before the next
-    # forward
+    # same pass); a class that does not leaves them to be re-cast before the next
+    # forward. A subclass that overrides _update without saying is taken not to.
     writes_param_copy = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_update" in vars(cls) and "writes_param_copy" not in vars(cls):
+            cls.writes_param_copy = False
 
     def __init__(self, lr, *, clip_norm=None, clip_value=None):
         self.lr = lr
@@ -189,17 +194,18 @@ class Optimizer:
         with faults.uninterrupted():
             self._clip_grads()
             self._update(self.steps + 1, lr)
-            if self.writes_param_copy:  # mixed precision: the 16-bit copy is current
+            if self.writes_param_copy:  # mixed precision: the 16-bit copy is fresh
                 self.arena.compute_written()
             else:
                 self.arena.params_changed()
             self.steps += 1
 
-    def accumulated_squares(self):
-        """The total of a state buffer that adds up squared gradients without decay
-        (Adagrad's sum), as a 0-d device array, or None. The finite check adds the
-        step's squared gradients to it and refuses a step that would make it
-        overflow: the buffer would turn infinite and freeze those weights."""
+    def state_stays_finite(self):
+        """Whether a state buffer that only grows (Adagrad's sum of squared
+        gradients) stays finite with this step's gradients, element by element, as
+        a 0-d device bool; None for optimizers without one. The finite check
+        refuses a step that would make it overflow: the buffer would turn infinite
+        and freeze those weights."""
         return
 
     def _clip_grads(self) -> None:

@@ -89,6 +89,8 @@ class LossScaler:
             raise ArgumentError(f"{name} must be finite in float32, got {value}")
         return _float32(value)
 
+    dynamic = True  # the scale moves; a step that overflows is skipped
+
     def get_scale(self) -> float:
         """The current scale (as ``GradScaler.get_scale``)."""
         return self.scale
@@ -156,7 +158,9 @@ class LossScaler:
                 f"({checked.growth_interval}), got {tracker}"
             )
         skipped = check_int("skipped_steps", state["skipped_steps"], 0)
+        init_scale = self._init_scale  # the constructor's: get_config() keeps it
         self.__dict__.update(checked.__dict__)
+        self._init_scale = init_scale
         self._growth_tracker, self.skipped_steps = tracker, skipped
 
     def get_config(self) -> dict:
@@ -192,17 +196,21 @@ def get(loss_scale, policy) -> LossScaler | None:
                 f"None, got {loss_scale!r}"
             )
         return LossScaler()
-    return StaticLossScaler(loss_scale)
+    return StaticLossScaler(check_real("loss_scale", loss_scale, lo=0, lo_open=True))
 
 
 class StaticLossScaler(LossScaler):
     """A fixed loss scale: gradients are scaled and unscaled as with
     :class:`LossScaler`, but the scale never moves, and a step whose gradients
-    overflow raises :class:`~gpunn.errors.NonFiniteError` as it would unscaled.
+    overflow is refused as it would be unscaled (``NonFiniteError`` naming the
+    epoch and batch, or a ``TerminateOnNaN`` stop; ``model.check_finite = False``
+    applies it). :meth:`update` with ``found_inf`` raises NonFiniteError.
 
     Args:
         scale: the scale (> 0, finite in float32).
     """
+
+    dynamic = False
 
     def __init__(self, scale: float):
         super().__init__(init_scale=scale, growth_interval=1)
