@@ -41,14 +41,17 @@ def _widen(value):
     return value
 
 
-def in_float32(rounded=(0,), writes=()):
+def in_float32(rounded=(0,), writes=(), rounded_writes=()):
     """Decorates a reference op: with 16-bit array arguments, those arguments are
     given as float32, and the results at positions ``rounded`` (of a tuple result;
     a single result is position 0) that are float32 arrays are rounded to the 16-bit
     dtype. Other results (float32 statistics, masks) are returned as computed.
     ``writes`` names the arguments the op writes in place (gradients, running
     statistics): those must not be 16-bit (ValueError), since a float32 copy would
-    take the writes."""
+    take the writes. Of those, ``rounded_writes`` are rounded through the 16-bit
+    dtype after the op, as a GEMM with a 16-bit output stores them (a Dense
+    layer's weight gradient: cuBLAS writes the 16-bit product, float32 accumulated,
+    and gpunn stores it into the float32 arena, as torch.autocast does)."""
 
     def decorate(op):
         signature = inspect.signature(op)
@@ -70,6 +73,11 @@ def in_float32(rounded=(0,), writes=()):
             args = [_widen(a) for a in args]
             kwargs = {k: _widen(v) for k, v in kwargs.items()}
             result = op(self, *args, **kwargs)
+            for name in rounded_writes:
+                value = bound.get(name)
+                if value is not None:
+                    with np.errstate(over="ignore"):  # past the range: inf, as a GPU
+                        value[...] = value.astype(half)
             if not isinstance(result, tuple):
                 return _narrow(result, half) if 0 in rounded else result
             return tuple(

@@ -102,7 +102,7 @@ class FusedOps:
         y = getattr(self, op)(z, **options)
         return y, (z if saves == "x" else y)
 
-    @in_float32(writes=("dw", "db"))
+    @in_float32(writes=("dw", "db"), rounded_writes=("dw",))
     def backprop_dense_activation_(
         self, x, w, dy, saved, dw, db, activation: str, options: dict, need_dx=True
     ):

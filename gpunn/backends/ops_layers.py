@@ -28,7 +28,7 @@ class LayerOps:
             y += b
         return y
 
-    @in_float32(writes=("dw", "db"))
+    @in_float32(writes=("dw", "db"), rounded_writes=("dw",))
     def dense_backward_(self, x, w, dy, dw, db=None, need_dx=True):
         """Writes ``dw = x.T @ dy`` and ``db = dy.sum(0)`` in place; returns
         ``dx = dy @ w.T`` (or None when ``need_dx`` is false)."""
