@@ -34,7 +34,8 @@ def check_real(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False)
     if hi is not None:
         bad |= value >= hi if hi_open else value > hi
     if bad:
-        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        left = "(" if lo_open or lo is None else "["
+        right = ")" if hi_open or hi is None else "]"  # infinities are refused
         lo_txt = "-inf" if lo is None else f"{lo:g}"
         hi_txt = "inf" if hi is None else f"{hi:g}"
         raise ArgumentError(

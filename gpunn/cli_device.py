@@ -24,7 +24,8 @@ def add_parsers(sub) -> None:
     warmup.add_argument(
         "--no-half",
         action="store_true",
-        help="skip the float16 kernels (they need cuda_fp16.h at compile time)",
+        help="skip the 16-bit kernels (float16/bfloat16 and mixed-precision "
+        "updates; they need cuda_fp16.h and cuda_bf16.h at compile time)",
     )
 
 

@@ -815,8 +815,10 @@ class Sequential:
 
         Args:
             path: the ``.onnx`` file to write (missing directories are created).
-            dtype: ``"float32"`` or ``"float64"``; None keeps the model's dtype.
-                Default: None.
+            dtype: ``"float32"``, ``"float64"`` or ``"float16"``; None keeps the
+                model's dtype (a mixed-precision model's float32 master weights:
+                its ``predict`` computes in 16 bits, so the two agree to 16-bit
+                rounding). Default: None.
             opset: ONNX opset, >= 13. Default: 17.
 
         See :func:`gpunn.export.export_onnx` for what is exported and raised."""

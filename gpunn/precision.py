@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpunn.errors import ArgumentError
+
 __all__ = ["POLICIES", "Policy", "bfloat16", "get", "is_half"]
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -45,9 +47,10 @@ def bfloat16() -> np.dtype:
 
 
 def is_half(dtype) -> bool:
-    """Whether ``dtype`` is one of the 16-bit float types (float16, bfloat16)."""
+    """Whether ``dtype`` is one of the 16-bit float types: float16 (kind "f") or
+    ml_dtypes' bfloat16 (kind "V"). Attribute reads only: ops call it per call."""
     dtype = np.dtype(dtype)
-    return dtype.itemsize == 2 and dtype.kind in "fV"  # float16, ml_dtypes' bfloat16
+    return dtype.itemsize == 2 and dtype.kind in "fV"
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,12 @@ def get(precision, dtype) -> Policy:
     if isinstance(precision, Policy):
         precision = precision.name
     if precision not in POLICIES:
-        raise ValueError(f"precision must be one of {POLICIES}, got {precision!r}")
+        raise ArgumentError(f"precision must be one of {POLICIES}, got {precision!r}")
     dtype = np.dtype(dtype)
     if precision == "float32":
         return Policy(precision, dtype, dtype)
     if dtype != np.float32:
-        raise ValueError(
+        raise ArgumentError(
             f"precision={precision!r} keeps float32 master weights: it needs "
             f"dtype='float32', got dtype={dtype.name!r}"
         )

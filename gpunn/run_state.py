@@ -239,10 +239,8 @@ def _scaler_differences(saved, scaler) -> list[str]:
     (dynamic or static) and with the same factors and interval."""
     if (saved is None) != (scaler is None):
         have = ["none", "a loss scaler"]
-        return [
-            f"loss_scaler: checkpoint {have[saved is not None]}, model "
-            f"{have[scaler is not None]}"
-        ]
+        saved_has, model_has = have[saved is not None], have[scaler is not None]
+        return [f"loss_scaler: checkpoint {saved_has}, model {model_has}"]
     if saved is None:
         return []
     ours = scaler.state_dict()

@@ -592,3 +592,25 @@ def test_cli_help_lists_export(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     assert "--opset" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_precision_model_exports_its_float32_masters(precision):
+    """dtype=None keeps the float32 master weights: the graph computes in float32
+    what predict computes with 16-bit layers, so they agree to 16-bit rounding."""
+    pytest.importorskip("ml_dtypes")
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((32, 6)).astype(np.float32)
+    model = gpunn.Sequential(
+        [Dense(16, activation="relu"), Dense(4)],
+        seed=0,
+        backend="cpu",
+        precision=precision,
+    )
+    model.compile("softmax_cross_entropy", "adam", metrics=[])
+    model.fit(X, rng.integers(0, 4, 32), epochs=2, batch_size=8, verbose=0)
+    proto = to_onnx(model)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["gpunn.dtype"] == "float32"
+    out = ort.InferenceSession(proto.SerializeToString()).run(None, {"input": X})[0]
+    np.testing.assert_allclose(out, model.predict(X), rtol=3e-2, atol=3e-2)

@@ -101,13 +101,14 @@ def test_loss_scaling_defaults_follow_keras_and_torch():
         _model("mixed_float16", loss_scale="static")
 
 
-@pytest.mark.parametrize("scale", [None, 1024.0])
+@pytest.mark.parametrize("scale", [2.0**8, 1024.0])
 def test_a_scaled_step_equals_an_unscaled_one(scale):
     """Scaling the loss gradient and unscaling the float32 gradients (penalties
-    included) changes the update by rounding only."""
+    included) changes the update by rounding only: dynamic and static scales."""
     X, y = _data()
     steps = []
-    for loss_scale in (None, scale):
+    dynamic = LossScaler(init_scale=scale)
+    for loss_scale in (None, dynamic if scale == 2.0**8 else scale):
         model = _model("mixed_float16", loss_scale=loss_scale)
         model.train_step(X[:48], y[:48])
         steps.append(model.get_weights())

@@ -134,10 +134,10 @@ def test_defaults_follow_torch():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: optim.SGD(lr=0), "lr must be in (0, inf], got 0.0"),
-        (lambda: optim.SGD(lr=-1), "lr must be in (0, inf], got -1.0"),
+        (lambda: optim.SGD(lr=0), "lr must be in (0, inf), got 0.0"),
+        (lambda: optim.SGD(lr=-1), "lr must be in (0, inf), got -1.0"),
         (lambda: optim.SGD(lr=float("nan")), "lr must be"),
-        (lambda: optim.SGD(momentum=-0.1), "momentum must be in [0, inf], got -0.1"),
+        (lambda: optim.SGD(momentum=-0.1), "momentum must be in [0, inf), got -0.1"),
         (lambda: optim.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
         (
             lambda: optim.SGD(momentum=0.9, dampening=0.1, nesterov=True),
@@ -147,7 +147,7 @@ def test_defaults_follow_torch():
         (lambda: optim.Adam(betas=(1.0, 0.999)), "betas[0] must be in [0, 1), got 1.0"),
         (lambda: optim.Adam(betas=(0.9, -0.1)), "betas[1] must be in [0, 1), got -0.1"),
         (lambda: optim.Adam(betas=0.9), "betas must be a pair"),
-        (lambda: optim.Adam(eps=0), "eps must be in (0, inf], got 0.0"),
+        (lambda: optim.Adam(eps=0), "eps must be in (0, inf), got 0.0"),
         (lambda: optim.AdamW(weight_decay=-0.1), "weight_decay must be"),
     ],
 )

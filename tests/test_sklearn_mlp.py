@@ -554,6 +554,9 @@ def test_mixed_bfloat16_fits_like_float32():
         )
         scores[precision] = est.fit(X_tr, y_tr).score(X_te, y_te)
         assert all(c.dtype == np.float32 for c in est.coefs_)
+        compute = est._gpunn_network.model.arena.compute
+        assert (compute is None) == (precision == "float32")
+        assert compute is None or compute.dtype.name == "bfloat16"
     assert scores["float32"] > 0.9
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 2 / len(y_te)
 
@@ -569,3 +572,5 @@ def test_precision_is_validated():
         MLPRegressor(precision="mixed_float16").fit(X, y)
     with pytest.raises(ValueError, match="needs dtype='float32'"):
         MLPRegressor(precision="mixed_bfloat16", dtype="float64").fit(X, y)
+    est = MLPRegressor(precision="mixed_bfloat16", dtype=None, max_iter=2).fit(X, y)
+    assert est.coefs_[0].dtype == np.float32  # float64 input, float32 masters

@@ -20,6 +20,8 @@ Needs ``pip install "gpunn[sklearn]"``.
 from __future__ import annotations
 
 from gpunn.accel import _registry
+from gpunn.checks import check_int
+from gpunn.errors import ArgumentError
 
 __all__ = ["install", "is_installed", "report", "reset_report", "uninstall"]
 
@@ -47,14 +49,14 @@ def install(dtype: str | None = None, max_dense_bytes: int | None = None) -> Non
     from gpunn.accel import _proxies
 
     if dtype not in (None, "float32", "float64"):
-        raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+        raise ArgumentError(
+            f"dtype must be None, 'float32' or 'float64', got {dtype!r}"
+        )
+    if max_dense_bytes is not None:
+        max_dense_bytes = check_int("max_dense_bytes", max_dense_bytes, 0)
     _proxies.SETTINGS["dtype"] = dtype
     if max_dense_bytes is not None:
-        if isinstance(max_dense_bytes, bool) or int(max_dense_bytes) < 0:
-            raise ValueError(
-                f"max_dense_bytes must be an int >= 0, got {max_dense_bytes!r}"
-            )
-        _proxies.SETTINGS["max_dense_bytes"] = int(max_dense_bytes)
+        _proxies.SETTINGS["max_dense_bytes"] = max_dense_bytes
     for name in _NAMES:
         if name not in _originals:
             _originals[name] = getattr(target, name)

@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 
 from gpunn.backends import special
-from gpunn.backends.kernels import BLOCK, ctype, is_half, scalar, stats_dtype
+from gpunn.backends.kernels import BLOCK, ctype, kernel_dtype, scalar, stats_dtype
 from gpunn.backends.ops_fused import check_dense, check_dense_grads, fused_op
 
 FILE = "activations.cu"
@@ -37,20 +37,15 @@ _ACT = {
     "gelu_tanh": 7,
     "identity": 8,
 }
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # the option each fused op's kernel takes, with the reference default
 _OPTION = {"leaky_relu": ("negative_slope", 0.01), "elu": ("alpha", 1.0)}
 ROWS_PER_CHUNK = 64  # rows a block's column pass takes at least, before splitting
 
 
-def _kernel_dtype(dtype) -> bool:
-    return dtype in _FLOATS or is_half(dtype)
-
-
 def _fits(*arrays) -> bool:
     """Whether the kernels take these arrays: one float dtype, one shape, contiguous."""
     first = arrays[0]
-    return _kernel_dtype(first.dtype) and all(
+    return kernel_dtype(first.dtype) and all(
         a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous
         for a in arrays
     )
@@ -265,7 +260,7 @@ class GpuLayerOps:
         check_dense(x, w, b)
         act = _kernel_act(op, options)
         fits = b is None or b.flags.c_contiguous
-        if act is None or not fits or not _kernel_dtype(x.dtype) or w.shape[1] == 0:
+        if act is None or not fits or not kernel_dtype(x.dtype) or w.shape[1] == 0:
             return super().dense_activation(x, w, b, activation, options)
         z = self._matmul(x, w)
         if op == "identity" and b is None:

@@ -21,18 +21,13 @@ import numbers
 
 import numpy as np
 
-from gpunn.backends.kernels import BLOCK, ctype, is_half, scalar
+from gpunn.backends.kernels import BLOCK, ctype, kernel_dtype, scalar
 
 FILE = "losses.cu"
 WARP_MAX_CLASSES = 1024  # C above this: one block per row
 REDUCE_BLOCK = 256  # threads of the one-block kernels (ce_stats, sum_terms)
 HAS_SW, HAS_W, HAS_IGNORE, SMOOTH = 1, 2, 4, 8  # losses.cu's LossFlags
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-
-def _kernel_dtype(dtype) -> bool:
-    """float16, bfloat16, float32 or float64 logits."""
-    return dtype in _FLOATS or is_half(dtype)
 _LABELS = {np.dtype(np.int32): "int", np.dtype(np.int64): "long long"}
 
 
@@ -47,7 +42,7 @@ def _contiguous(*arrays) -> bool:
 
 def _ce_fits(logits, labels, sw, cw, ignore_index) -> bool:
     """Whether the kernels take these inputs (the reference checks them after)."""
-    if not _kernel_dtype(logits.dtype) or logits.ndim != 2 or logits.shape[1] == 0:
+    if not kernel_dtype(logits.dtype) or logits.ndim != 2 or logits.shape[1] == 0:
         return False
     if labels.ndim == 1:
         kind_ok = labels.dtype in _LABELS
@@ -144,7 +139,7 @@ class GpuLossOps:
         label_smoothing: float = 0.0,
     ):
         args = (logits, targets, sample_weight, pos_weight)
-        fits = _kernel_dtype(logits.dtype) and logits.ndim == 2 and _contiguous(*args)
+        fits = kernel_dtype(logits.dtype) and logits.ndim == 2 and _contiguous(*args)
         if not fits:
             return super().binary_cross_entropy(*args, label_smoothing)
         self._check_binary_cross_entropy(*args)

@@ -32,25 +32,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn.backends.kernels import BLOCK, ctype, is_half, scalar, stats_dtype
+from gpunn.backends.kernels import BLOCK, ctype, kernel_dtype, scalar, stats_dtype
 from gpunn.backends.philox import CounterRNG, DropoutMask, dropout_threshold
 
 DROPOUT = "dropout.cu"
 BATCHNORM = "batchnorm.cu"
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 ROWS_PER_CHUNK = 64  # rows a block's column pass takes at least, before splitting
-
-
-def _kernel_dtype(dtype) -> bool:
-    """float16, bfloat16, float32 or float64: the data types the kernels take."""
-    return dtype in _FLOATS or is_half(dtype)
 
 
 def _bn_fits(x, *columns) -> bool:
     """Whether the batch-norm kernels take ``x`` (a non-empty contiguous matrix of a
     kernel dtype) and ``columns`` (None, or contiguous ``(features,)`` arrays of its
     statistics dtype: float32 for 16-bit data, else x's)."""
-    if not (x.ndim == 2 and x.size > 0 and _kernel_dtype(x.dtype)):
+    if not (x.ndim == 2 and x.size > 0 and kernel_dtype(x.dtype)):
         return False
     s = stats_dtype(x.dtype)
     return x.flags.c_contiguous and all(
@@ -70,7 +64,7 @@ class GpuNoiseNormOps:
 
     # ---------------------------------------------------------------- dropout
     def dropout(self, x, rate: float, generator):
-        fits = _kernel_dtype(x.dtype) and x.flags.c_contiguous
+        fits = kernel_dtype(x.dtype) and x.flags.c_contiguous
         if not (fits and isinstance(generator, CounterRNG)):
             return super().dropout(x, rate, generator)
         threshold = dropout_threshold(rate)  # raises before the stream moves
@@ -85,7 +79,7 @@ class GpuNoiseNormOps:
         return y, DropoutMask(tuple(x.shape), scale, bits=bits)
 
     def backprop_dropout(self, dy, mask):
-        if mask.bits is None or not _kernel_dtype(dy.dtype):
+        if mask.bits is None or not kernel_dtype(dy.dtype):
             return super().backprop_dropout(dy, mask)
         mask.check(dy)
         dy = self.xp.ascontiguousarray(dy)

@@ -16,6 +16,8 @@ import inspect
 
 import numpy as np
 
+from gpunn.precision import is_half
+
 FLOAT32 = np.dtype(np.float32)
 
 
@@ -30,9 +32,7 @@ def half_dtype(arrays) -> np.dtype | None:
 
 
 def _is_half(dtype) -> bool:
-    """float16 (kind "f") or ml_dtypes' bfloat16 (kind "V"): the 2-byte floats.
-    Attribute reads only: this runs on every op call."""
-    return dtype is not None and dtype.itemsize == 2 and dtype.kind in "fV"
+    return dtype is not None and is_half(dtype)
 
 
 def _widen(value):

@@ -26,13 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpunn.precision import is_half
+
 __all__ = [
     "KernelLibrary",
     "Source",
     "check_array",
     "ctype",
     "cupy_compiler",
-    "is_half",
+    "kernel_dtype",
     "kernel_files",
     "read_source",
     "scalar",
@@ -45,6 +47,7 @@ BLOCK = 256  # threads per block unless a launcher says otherwise
 NVRTC_OPTIONS = ("-std=c++17", "--fmad=false", "-ftz=false")
 _INCLUDE = re.compile(r'^#include "([\w.]+)"\s*$', re.MULTILINE)
 _EXPORT = re.compile(r"^GPUNN_EXPORT(_HALF)?\((.+)\)\s*$", re.MULTILINE)
+_WIDE = (np.dtype(np.float32), np.dtype(np.float64))
 _CTYPES = {
     np.dtype(np.float16): "__half",
     np.dtype(np.float32): "float",
@@ -109,16 +112,14 @@ def ctype(dtype) -> str:
         return _CTYPES[dtype]
     except KeyError:
         raise ValueError(
-            "kernels take float16, bfloat16, float32 or float64 arrays, got "
-            f"{dtype}"
+            f"kernels take float16, bfloat16, float32 or float64 arrays, got {dtype}"
         ) from None
 
 
-def is_half(dtype) -> bool:
-    """Whether ``dtype`` is a 16-bit float type (float16 or bfloat16): its kernels
-    compute in float and live in the half module."""
-    dtype = np.dtype(dtype)
-    return dtype.itemsize == 2 and dtype.kind in "fV"  # float16, ml_dtypes' bfloat16
+def kernel_dtype(dtype) -> bool:
+    """Whether gpunn's kernels take arrays of ``dtype``: float16, bfloat16, float32
+    or float64."""
+    return dtype in _WIDE or is_half(dtype)
 
 
 def stats_dtype(dtype) -> np.dtype:

@@ -78,13 +78,13 @@ class ModelCheckpoint(Callback):
             None if keep_last is None else check_int("keep_last", keep_last, 1)
         )
         if self.save_best_only and save_freq != "epoch":
-            raise ValueError(
+            raise ArgumentError(
                 "save_best_only needs save_freq='epoch' (epoch logs), got "
                 f"{save_freq!r}"
             )
         fields = _format_fields(self.path)
         if save_freq != "epoch" and not fields <= set(_POSITION_FIELDS):
-            raise ValueError(
+            raise ArgumentError(
                 f"path may use only the fields {list(_POSITION_FIELDS)} with "
                 f"save_freq={save_freq}, got {sorted(fields)} in {self.path!r}"
             )
@@ -108,7 +108,7 @@ class ModelCheckpoint(Callback):
             self._monitor.check(logs)
         dp = distributed.active(self.model)
         if dp is not None and self.save_freq != "epoch":
-            raise ValueError(
+            raise ArgumentError(
                 f"save_freq={self.save_freq} (mid-epoch checkpoints) is not supported "
                 f"with {dp.size} data-parallel ranks; use save_freq='epoch'"
             )
@@ -172,7 +172,7 @@ class ModelCheckpoint(Callback):
             return self.path.format(**fields)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             what = "epoch-end" if self.save_freq == "epoch" else "batch"
-            raise ValueError(
+            raise ArgumentError(
                 f"ModelCheckpoint path {self.path!r} cannot be formatted with the "
                 f"fields of a {what} save, {sorted(fields)}: {exc!r}"
             ) from None
@@ -274,7 +274,9 @@ def _format_fields(path: str) -> set:
     try:
         parsed = list(string.Formatter().parse(path))
     except ValueError as exc:
-        raise ValueError(f"path {path!r} is not a valid format string: {exc}") from None
+        raise ArgumentError(
+            f"path {path!r} is not a valid format string: {exc}"
+        ) from None
     return {name.split(".")[0].split("[")[0] for _, name, _, _ in parsed if name}
 
 

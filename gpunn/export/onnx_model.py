@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.export.trace import (
     INPUT,
     OUTPUT,
@@ -58,7 +59,7 @@ def check_dtype(dtype, model_dtype) -> np.dtype:
             "'float32' (its float32 master weights are rounded once)"
         )
     if name not in DTYPES:
-        raise ValueError(
+        raise ArgumentError(
             f"dtype must be one of {DTYPES} or None (the model's dtype), got {dtype!r}"
         )
     return np.dtype(name)
@@ -68,10 +69,10 @@ def check_opset(opset, newest: int | None = None) -> int:
     """``opset`` as an int in ``[MIN_OPSET, newest]`` (``newest``: the installed
     onnx's newest opset; None skips that bound); TypeError / ValueError otherwise."""
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
-        raise TypeError(f"opset must be an int, got {opset!r}")
+        raise ArgumentTypeError(f"opset must be an int, got {opset!r}")
     top = "" if newest is None else f" and <= {newest} (the installed onnx's newest)"
     if opset < MIN_OPSET or (newest is not None and opset > newest):
-        raise ValueError(f"opset must be >= {MIN_OPSET}{top}, got {opset}")
+        raise ArgumentError(f"opset must be >= {MIN_OPSET}{top}, got {opset}")
     return int(opset)
 
 
@@ -80,10 +81,12 @@ def check_path(path) -> str:
     name, IsADirectoryError for a directory. Missing parent directories are fine:
     the write creates them, as for ``model.save``."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
+        raise ArgumentTypeError(
+            f"path must be a str or path-like, got {type(path).__name__}"
+        )
     path = os.fsdecode(os.fspath(path))
     if not path:
-        raise ValueError("path must be a file name, got ''")
+        raise ArgumentError("path must be a file name, got ''")
     if os.path.isdir(path):
         raise IsADirectoryError(f"path {path!r} is a directory, expected a file name")
     return path
@@ -100,7 +103,9 @@ def to_onnx(model, dtype=None, opset: int = DEFAULT_OPSET):
     from gpunn.model import Sequential
 
     if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a gpunn.Sequential, got {type(model).__name__}")
+        raise ArgumentTypeError(
+            f"model must be a gpunn.Sequential, got {type(model).__name__}"
+        )
     dtype = check_dtype(dtype, model.dtype)
     check_opset(opset)
     onnx = _require_onnx()

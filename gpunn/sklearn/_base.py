@@ -83,7 +83,12 @@ class GpunnMLPMixin:
         return self
 
     def _gpunn_dtype(self, X) -> np.dtype:
-        return X.dtype if self.dtype is None else np.dtype(self.dtype)
+        """``dtype``, or None: the input's, except under mixed precision, whose
+        master weights are float32 whatever the input."""
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        mixed = getattr(self, "precision", "float32") != "float32"
+        return np.dtype(np.float32) if mixed else X.dtype
 
     def _gpunn_initialize(self, y, units, dtype) -> None:
         """scikit-learn's ``_initialize``: counters, output activation, weights."""

@@ -46,8 +46,9 @@ _DOC = """{summary}
             unless ``X`` is float32), as scikit-learn. Default: ``"float32"``.
         precision: ``"float32"`` (everything in ``dtype``) or ``"mixed_bfloat16"``
             (bfloat16 layers over float32 weights, see gpunn's mixed precision;
-            needs ``dtype="float32"``). ``mixed_float16`` is not offered:
-            scikit-learn's solvers have no loss scaling. Default: ``"float32"``.
+            ``dtype`` must then be ``"float32"`` or None, which means float32).
+            ``mixed_float16`` is not offered: scikit-learn's solvers have no loss
+            scaling. Default: ``"float32"``.
 
     Differences from scikit-learn: ``random_state=None`` draws a fresh seed from the
     OS instead of reading NumPy's global RandomState (pass an int for reproducible
