@@ -455,7 +455,7 @@ class Sequential:
         Args:
             X, y: features ``(n, n_features)`` and targets (see the loss): arrays
                 (NumPy, or any tensor with ``__dlpack__``: PyTorch, JAX, CuPy), a
-                memory-mapped array (``np.load(path, mmap_mode="r")``, read in
+                memory-mapped array (``numpy.load(path, mmap_mode="r")``, read in
                 chunks, shuffled by chunks and within them; see
                 :mod:`gpunn.data`), or for ``X`` an iterable of ``(x, y)`` /
                 ``(x, y, sample_weight)`` batches with ``y`` None.

@@ -549,3 +549,68 @@ def test_warnings_are_not_left_over():
         warnings.simplefilter("error")
         X, y, _ = dataset()
         make().fit(Batches(X, 50, y), epochs=2, verbose=0)
+
+
+# ------------------------------------------------------------------ checkpoint fields
+STATE = "gpunn.training_state"
+
+
+def _mid_epoch_checkpoints(tmp_path):
+    """A mid-epoch checkpoint of a memory-mapped fit and one of an iterable fit."""
+    from gpunn.persistence.safetensors import read_file
+
+    X, y, _ = dataset()
+    (Xm,) = mapped(tmp_path, X)
+    before = gdata.chunk_bytes()
+    gdata.set_chunk_bytes(32 * D * 4)
+    try:
+        make().fit(
+            Xm,
+            y,
+            epochs=1,
+            batch_size=8,
+            verbose=0,
+            callbacks=[ModelCheckpoint(str(tmp_path / "m.st"), save_freq=5)],
+        )
+    finally:
+        gdata.set_chunk_bytes(before)
+    make().fit(
+        Batches(X, 10, y),
+        steps_per_epoch=9,
+        verbose=0,
+        callbacks=[ModelCheckpoint(str(tmp_path / "i.st"), save_freq=5)],
+    )
+    return read_file(tmp_path / "m.st"), read_file(tmp_path / "i.st")
+
+
+@pytest.mark.parametrize(
+    ("which", "key", "value", "match"),
+    [
+        (0, "chunk_rows", 0, "loop.config.chunk_rows"),
+        (0, "chunk_rows", "32", "loop.config.chunk_rows"),
+        (0, "source", "tape", "loop.config.source"),
+        (0, "extra", 1, "loop.config"),
+        (1, "n_samples", 5, "loop.config.n_samples"),
+        (1, "batch_size", 8, "loop.config.batch_size"),
+        (1, "shuffle", True, "loop.config.shuffle"),
+        (1, "steps_per_epoch", 0, "loop.config.steps_per_epoch"),
+        (1, "steps_per_epoch", 2, "loop.batch"),  # 5 batches done of 2
+        (1, "chunk_rows", 4, "loop.config"),
+    ],
+)
+def test_streamed_loop_fields_are_checked_like_the_others(
+    tmp_path, which, key, value, match
+):
+    import json
+
+    from gpunn.persistence import training_state
+    from gpunn.persistence.safetensors import write_file
+
+    tensors, metadata = _mid_epoch_checkpoints(tmp_path)[which]
+    state = json.loads(metadata[STATE])
+    training_state.read(tmp_path / ("m.st", "i.st")[which])  # the file as written
+    state["loop"]["config"][key] = value
+    out = tmp_path / "edited.st"
+    write_file(out, tensors, {**metadata, STATE: json.dumps(state)})
+    with pytest.raises(CheckpointError, match=match):
+        training_state.read(out)

@@ -10,12 +10,12 @@ use, see :mod:`gpunn.backends.kernels`); every other op is the reference code wi
 from __future__ import annotations
 
 import cupy
-import cupyx
 import numpy as np
 
 from gpunn.backends import dlpack
 from gpunn.backends.kernel_backend import KernelBackend
 from gpunn.backends.kernels import BLOCK, KernelLibrary, cupy_compiler
+from gpunn.backends.prefetch import Prefetcher
 from gpunn.backends.prefetch_cuda import CudaCalls, PinnedPrefetcher
 from gpunn.errors import ArgumentTypeError
 
@@ -94,12 +94,12 @@ class CupyBackend(KernelBackend):
             found = cupy.array(found, copy=True)  # peer copy to this model's GPU
         return found
 
-    def prefetch(self, batches, depth: int = 2) -> PinnedPrefetcher:
+    def prefetch(self, batches, depth: int = 2) -> Prefetcher:
         """The batches of ``batches`` on the GPU, double-buffered: pinned host
         buffers filled by a reading thread and host-to-device copies on their own
         stream overlapping the previous batch's compute (see
         :mod:`gpunn.backends.prefetch_cuda`)."""
-        return PinnedPrefetcher(_CUDA_CALLS, batches, depth)
+        return PinnedPrefetcher(_cuda_calls(), batches, depth)
 
     def _foreach_block(self, fn, arrays, hyper) -> None:
         """One pass over the whole arena: blocking only pays on a CPU."""
@@ -127,13 +127,17 @@ class CupyBackend(KernelBackend):
         return name.decode() if isinstance(name, bytes) else str(name)
 
 
-_CUDA_CALLS = CudaCalls(
-    stream=lambda: cupy.cuda.Stream(non_blocking=True),
-    event=cupy.cuda.Event,
-    current_stream=cupy.cuda.get_current_stream,
-    empty_pinned=lambda shape, dtype: cupyx.empty_pinned(shape, dtype),
-    empty=lambda shape, dtype: cupy.empty(shape, dtype),
-)
+def _cuda_calls() -> CudaCalls:
+    """CuPy's streams, events, pinned and device allocations, for the prefetcher."""
+    import cupyx
+
+    return CudaCalls(
+        stream=lambda: cupy.cuda.Stream(non_blocking=True),
+        event=lambda: cupy.cuda.Event(disable_timing=True),
+        current_stream=lambda: cupy.cuda.get_current_stream(),
+        empty_pinned=lambda shape, dtype: cupyx.empty_pinned(shape, dtype),
+        empty=lambda shape, dtype: cupy.empty(shape, dtype),
+    )
 
 
 def _bfloat16_device(x):

@@ -5,7 +5,7 @@ which picks one of three sources (:mod:`gpunn.data.sources`):
 
 - arrays (NumPy, CuPy, or any tensor with ``__dlpack__``): checked once, moved to
   the device once, batches sliced or gathered there (the fastest path, unchanged);
-- a memory-mapped array (``numpy.memmap``, as ``np.load(path, mmap_mode="r")``
+- a memory-mapped array (``numpy.memmap``, as ``numpy.load(path, mmap_mode="r")``
   returns): read in chunks of about :data:`CHUNK_BYTES`, never whole in host or
   device memory; shuffled by chunk permutation plus in-chunk permutation
   (:mod:`gpunn.data.chunks`); each chunk checked as it is read;

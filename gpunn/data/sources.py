@@ -83,7 +83,7 @@ class ArraySource:
 
 
 class ChunkedSource:
-    """A memory-mapped ``X`` (``numpy.memmap``, e.g. ``np.load(path,
+    """A memory-mapped ``X`` (``numpy.memmap``, e.g. ``numpy.load(path,
     mmap_mode="r")``) with targets and weights (memory-mapped or not) read in
     chunks of ``chunk_rows`` rows, never whole.
 
