@@ -76,7 +76,7 @@ def widened(x):
 
 
 def _check_kind(name: str, x) -> None:
-    if x.dtype.kind not in "biuf":
+    if x.dtype.kind not in "biuf" and x.dtype.name != "bfloat16":  # widened
         raise ArgumentTypeError(
             f"{name} must hold real numbers (bool, int or float), got dtype {x.dtype}"
         )

@@ -614,3 +614,69 @@ def test_streamed_loop_fields_are_checked_like_the_others(
     write_file(out, tensors, {**metadata, STATE: json.dumps(state)})
     with pytest.raises(CheckpointError, match=match):
         training_state.read(out)
+
+
+def test_mixed_precision_and_bfloat16_files_stream_like_arrays(tmp_path, small_chunks):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    X, y, _ = dataset()
+    half = X.astype(ml_dtypes.bfloat16)
+    Xm, ym, Hm = mapped(tmp_path, X, y, half)
+    Hm = Hm.view(ml_dtypes.bfloat16)  # .npy stores bfloat16 as 2-byte voids
+
+    def mixed():
+        layers = [Dense(16, activation="relu"), Dense(C)]
+        model = gpunn.Sequential(
+            layers, seed=0, backend="cpu", precision="mixed_bfloat16"
+        )
+        model.compile("softmax_cross_entropy", optim.Adam(0.05))
+        return model
+
+    a, b = mixed(), mixed()
+    a.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    b.fit(Xm, ym, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert_same_weights(a, b)
+    c, d = make(), make()
+    c.fit(half.astype(np.float32), y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    d.fit(Hm, ym, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert_same_weights(c, d)
+
+
+def test_memmap_on_the_data_parallel_path(tmp_path, small_chunks, monkeypatch):
+    """A forced world of one rank: the data-parallel code (shards, reductions) on
+    memory-mapped data gives the in-memory results; iterables are refused there."""
+    import sys
+
+    from gpunn.distributed import ranks as dist_world
+
+    monkeypatch.setenv(dist_world.ENV_VAR, "1")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setattr(dist_world, "_WORLD", None)
+    X, y, w = dataset()
+    Xm, ym, wm = mapped(tmp_path, X, y, w)
+    a, b = make(), make()
+    ha = a.fit(
+        X,
+        y,
+        shuffle=False,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        sample_weight=w,
+        validation_data=(X[:50], y[:50]),
+    )
+    hb = b.fit(
+        Xm,
+        ym,
+        shuffle=False,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        sample_weight=wm,
+        validation_data=(Xm[:50], ym[:50]),
+    )
+    assert b._data_parallel.size == 1
+    assert_same_weights(a, b)
+    for key in ha.history:
+        np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=1e-6)
+    with pytest.raises(gpunn.ArgumentError, match="data-parallel training takes"):
+        make().fit(Batches(X, 10, y), verbose=0)
