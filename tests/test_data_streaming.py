@@ -404,7 +404,7 @@ class _Stream:
     them is waited for, so a buffer reused too early shows up as wrong data."""
 
     def __init__(self):
-        self.queue, self.done = [], 0
+        self.queue, self.done, self.waited = [], 0, []
 
     def run_until(self, position):
         while self.done < position:
@@ -412,6 +412,7 @@ class _Stream:
             self.done += 1
 
     def wait_event(self, event):
+        self.waited.append(event)
         event.synchronize()
 
     def synchronize(self):
@@ -466,7 +467,10 @@ def test_pinned_prefetcher_orders_copies_with_events():
     host.append((np.full((1, 2), 99, np.float32), np.arange(1)))
     got = []
     for x, y in PinnedPrefetcher(cuda, iter(host), depth=2):
-        got.append((x.data.copy(), y.data.copy()))  # the compute waited its event
+        # the compute stream waited for this batch's copy, and not yet for the
+        # next one's (which would hold back this batch's compute)
+        assert len(compute.waited) == len(got) + 1
+        got.append((x.data.copy(), y.data.copy()))
     assert len(got) == len(host)
     for (x, y), (hx, hy) in zip(got, host):
         np.testing.assert_array_equal(x, hx)

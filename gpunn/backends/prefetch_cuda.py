@@ -6,8 +6,9 @@ on a separate non-blocking CUDA stream *before* it hands out batch ``i``, so the
 runs while batch ``i`` computes. Ordering is kept by CUDA events, never by waiting
 on the host in the consumer:
 
-- the compute stream (the current stream when the batch is handed out) waits for the
-  event recorded after the batch's copy, so no kernel reads a batch before it lands;
+- when a batch is handed out (not before: the previous batch's compute is queued
+  until then), the compute stream (the current stream) waits for the event recorded
+  after the batch's copy, so no kernel reads a batch before it lands;
 - the copy into a device buffer waits for the event the compute stream recorded when
   the consumer moved past the batch that buffer held last (two device buffers, used
   in turn), so no copy overwrites a batch still being computed on;
@@ -69,8 +70,12 @@ class PinnedPrefetcher(Prefetcher):
             following = self._issue_next()
             while following is not _END:
                 current, following = following, self._issue_next()
-                yield current[1]
-                self._mark_consumed(current[0])
+                target, batch, copied = current
+                # only now: a wait enqueued earlier would hold back the compute
+                # still being queued for the batch before
+                self._cuda.current_stream().wait_event(copied)
+                yield batch
+                self._mark_consumed(target)
         finally:
             self.close()
 
@@ -110,8 +115,7 @@ class PinnedPrefetcher(Prefetcher):
         copied.record(stream)
         self._copied[slot] = copied
         self._free.release()  # the reader may refill this pinned slot after `copied`
-        cuda.current_stream().wait_event(copied)
-        return target, tuple(device)
+        return target, tuple(device), copied
 
     def _mark_consumed(self, target: int) -> None:
         event = self._cuda.event()
