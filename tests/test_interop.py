@@ -164,3 +164,12 @@ def test_a_torch_dataloader_is_an_iterable_of_batches(torch):
     b.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     for u, v in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(u, v)
+
+
+def test_a_device_tensor_its_library_cannot_copy_says_how_to_move_it():
+    class Stuck(DeviceTensor):
+        def __dlpack__(self, **kwargs):
+            raise BufferError("no copies")
+
+    with pytest.raises(ArgumentTypeError, match=r"DLPack device \(2, 0\).*x\.cpu\(\)"):
+        make().predict(Stuck(data()[0]))

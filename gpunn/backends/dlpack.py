@@ -109,9 +109,15 @@ def to_host(x, name: str) -> np.ndarray:
         if found is not None:
             return found
         where = "" if on_host else f" on DLPack device {device}"
+        fix = "convert it to a NumPy array of float32 first"
+        if not on_host:
+            fix = (
+                "move it to the host first (x.get() for CuPy, x.cpu() for "
+                "PyTorch) or build the model with backend='gpu'"
+            )
         raise ArgumentTypeError(
             f"{name}: cannot read this {type(x).__name__}{where} through DLPack "
-            f"({error}); convert it to a NumPy array of float32 first"
+            f"({error}); {fix}"
         ) from None
 
 
