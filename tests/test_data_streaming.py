@@ -490,8 +490,8 @@ def model(seed):
     m.compile("softmax_cross_entropy", gpunn.optim.SGD(0.05))
     return m
 gpunn.data.set_chunk_bytes(int(sys.argv[5]))
-warm = model(1)  # BLAS and NumPy allocate their buffers before the limit
-warm.fit(np.array(X[:8192]), np.array(y[:8192]), batch_size=4096, verbose=0)
+warm = model(1)  # BLAS, NumPy and a reading thread get their memory before the limit
+warm.fit(X[:3 * 4096], y[:3 * 4096], batch_size=4096, verbose=0)
 trained = model(0)
 trained.build(X.shape[1])
 size = [int(l.split()[1]) * 1024 for l in open("/proc/self/status")
