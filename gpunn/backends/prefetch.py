@@ -23,6 +23,8 @@ from __future__ import annotations
 import queue
 import threading
 
+import numpy as np
+
 __all__ = ["Prefetcher"]
 
 _END = object()
@@ -112,8 +114,10 @@ class Prefetcher:
     # ------------------------------------------------------------ backend hooks
     def _stage(self, batch):
         """Reader thread: prepares a host batch for :meth:`_issue` (the GPU copies
-        it into pinned memory). The reference keeps it as it is."""
-        return batch
+        it into pinned memory). On the CPU a memory-mapped array (pages of a file)
+        is read into memory here, so the consumer never waits for the disk; other
+        arrays are kept as they are."""
+        return tuple(np.array(a) if isinstance(a, np.memmap) else a for a in batch)
 
     def _issue(self, staged):
         """Consumer thread: the backend batch of a staged one. On the CPU it is the

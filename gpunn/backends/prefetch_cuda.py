@@ -1,9 +1,10 @@
 """The GPU prefetcher: pinned host buffers, a copy stream, double-buffered.
 
-The reading thread copies each host batch into one of ``depth`` pinned (page-locked)
-host buffers. The consumer's thread issues the host-to-device copy of batch ``i + 1``
-on a separate non-blocking CUDA stream *before* it hands out batch ``i``, so the copy
-runs while batch ``i`` computes. Ordering is kept by CUDA events, never by waiting
+The reading thread copies each host batch (a memory-mapped chunk, or an iterable's
+batch) into one of ``depth`` pinned (page-locked) host buffers. The consumer's thread
+issues the host-to-device copy of batch ``i + 1`` on a separate non-blocking CUDA
+stream *before* it hands out batch ``i``, so the copy runs while batch ``i``
+computes. Ordering is kept by CUDA events, never by waiting
 on the host in the consumer:
 
 - when a batch is handed out (not before: the previous batch's compute is queued

@@ -1,8 +1,11 @@
 """Validating streamed data piece by piece, with the errors whole arrays get.
 
-A memory-mapped chunk or a batch of an iterable is checked on the host as it is
-read (on the reading thread): feature count, dtype, NaN and infinity after the cast
-to the model's dtype, labels against the loss, sample weights. The error is the one
+A batch of an iterable is checked on the host as it is read (on the reading thread):
+feature count, dtype, NaN and infinity after the cast to the model's dtype, labels
+against the loss, sample weights. A memory-mapped chunk is checked in two halves: its
+targets and weights on the reading thread; its features, once on the device, cast
+there and checked for NaN and infinity (the shape and dtype were checked before any
+read), so the host only copies them. The error is the one
 ``fit`` raises for a whole array, with indices made absolute (rows of the whole
 memory-mapped array, or of the epoch for an iterable) and the rows of the piece
 appended, e.g. ``LabelError: y must hold class labels in [0, 3) ..., got 7 at index
@@ -11,7 +14,10 @@ appended, e.g. ``LabelError: y must hold class labels in [0, 3) ..., got 7 at in
 
 from __future__ import annotations
 
+import contextlib
 import re
+
+import numpy as np
 
 from gpunn import inputs
 from gpunn.backends import get_backend
@@ -47,27 +53,51 @@ class PieceChecker:
         """``(x, y, w)`` as host arrays of the model's dtype (labels int64; ``y``
         and ``w`` None when absent); ``first_row`` is the absolute row of the
         piece's first row, ``where`` describes the piece for errors."""
-        try:
-            return self._checked(x, y, w)
-        except GpunnError as error:
-            raise located(error, first_row, where) from None
+        with _located(first_row, where):
+            x = inputs.features(
+                self.cpu, x, self.model.dtype, self.model.input_dim, self.names[0]
+            )
+            return (x, *self._targets(len(x), y, w))
 
-    def _checked(self, x, y, w):
-        model, (x_name, y_name, w_name) = self.model, self.names
-        cpu, dtype = self.cpu, model.dtype
-        x = inputs.features(cpu, x, dtype, model.input_dim, x_name)
+    def host(self, x, y=None, w=None, first_row: int = 0, where: str = ""):
+        """The host half of a memory-mapped chunk's checks: ``x`` as read (its
+        dtype and shape were checked before reading; bfloat16 widened), ``y`` and
+        ``w`` checked and prepared as by :meth:`__call__`."""
+        with _located(first_row, where):
+            return (inputs.widened(x), *self._targets(len(x), y, w))
+
+    def device(self, x, first_row: int = 0, where: str = ""):
+        """The device half: ``x`` (on the model's backend, as read) cast to the
+        model's dtype there and checked for NaN and infinity after the cast."""
+        backend = self.model.backend
+        with _located(first_row, where), np.errstate(over="ignore"):
+            x = backend.asarray(x, dtype=self.model.dtype)
+            inputs.check_finite(backend, x, self.names[0])
+        return x
+
+    def _targets(self, n: int, y, w) -> tuple:
         if not self.targets:
-            return x, None, None
-        y = inputs.targets(cpu, y, model.loss, model.output_dim, len(x), dtype, y_name)
-        w = inputs.sample_weights(cpu, w, len(x), dtype, w_name)
+            return None, None
+        model, (_, y_name, w_name) = self.model, self.names
+        cpu, dtype = self.cpu, model.dtype
+        y = inputs.targets(cpu, y, model.loss, model.output_dim, n, dtype, y_name)
+        w = inputs.sample_weights(cpu, w, n, dtype, w_name)
         if self.class_weight is not None:
             w = weights.apply(cpu.xp, self.class_weight, model.loss, y, w)
-        if len(x) < self.min_rows:
+        if n < self.min_rows:
             raise InvalidInputError(
-                f"a training batch of {len(x)} sample(s), but the model needs at "
+                f"a training batch of {n} sample(s), but the model needs at "
                 f"least {self.min_rows} per batch in training (BatchNorm)"
             )
-        return x, y, w
+        return y, w
+
+
+@contextlib.contextmanager
+def _located(first_row: int, where: str):
+    try:
+        yield
+    except GpunnError as error:
+        raise located(error, first_row, where) from None
 
 
 def located(error: GpunnError, first_row: int, where: str) -> GpunnError:

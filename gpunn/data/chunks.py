@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ChunkOrder", "draw_order", "epoch_order", "host_batches"]
+__all__ = ["ChunkOrder", "cut", "draw_order", "epoch_order", "plan"]
 
 
 @dataclass(frozen=True)
@@ -58,29 +58,46 @@ def epoch_order(n_samples: int, chunk_rows: int, rng) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64)
 
 
-def host_batches(read, n_samples, chunk_rows, batch_size, order=None, first_row=0):
-    """Yields one epoch's host batches (tuples of arrays, None entries kept).
+def plan(n_samples: int, chunk_rows: int, order=None, first_row: int = 0) -> list:
+    """The chunks one epoch reads, in order: ``[(chunk, lo, hi, start)]``, rows
+    ``lo..hi-1`` of the array, of which the first ``start`` of the chunk's order are
+    skipped (a resumed epoch, ``first_row`` rows into it); chunks wholly before
+    ``first_row`` are left out.
 
     Args:
-        read: ``(lo, hi) -> tuple`` of the rows ``lo..hi-1``, validated and cast.
-        n_samples, chunk_rows, batch_size: the data's rows, chunk and batch sizes.
+        n_samples, chunk_rows: the data's rows and the chunk size.
         order: a :class:`ChunkOrder` (shuffled) or None (file order).
-        first_row: skip this many rows of the epoch's order (a resumed epoch, at a
-            batch boundary); chunks wholly before it are not read.
+        first_row: rows of the epoch's order already done (at a batch boundary).
     """
     sequence = range(n_chunks(n_samples, chunk_rows)) if order is None else order.chunks
-    carry, carried, position = [], 0, 0
+    found, position = [], 0
     for chunk in sequence:
         lo = int(chunk) * chunk_rows
         hi = min(n_samples, lo + chunk_rows)
         start, position = max(first_row - position, 0), position + hi - lo
-        if start >= hi - lo:
-            continue
-        arrays = read(lo, hi)
-        index = None if order is None else order.rows(chunk, hi - lo)
-        while start < hi - lo:
-            stop = min(start + batch_size - carried, hi - lo)
-            piece = _rows(arrays, index, start, stop)
+        if start < hi - lo:
+            found.append((int(chunk), lo, hi, start))
+    return found
+
+
+def cut(pieces, batch_size: int, take, join):
+    """Yields batches of ``batch_size`` rows (the last may be shorter) from chunks.
+
+    Args:
+        pieces: an iterator of ``(arrays, index, start)``: one chunk's arrays (a
+            tuple, None entries kept), the order of its rows (None: as they are)
+            and the rows of that order to skip. It is advanced only when the chunk
+            before is used up, so at most two chunks are in use at once.
+        batch_size: rows per batch.
+        take: ``(arrays, index, a, b) -> tuple``: rows ``a..b-1`` of the order.
+        join: ``(list of tuples) -> tuple``: the pieces of a batch spanning chunks.
+    """
+    carry, carried = [], 0
+    for arrays, index, start in pieces:
+        rows = len(arrays[0])
+        while start < rows:
+            stop = min(start + batch_size - carried, rows)
+            piece = take(arrays, index, start, stop)
             start = stop
             if not carried and len(piece[0]) == batch_size:
                 yield piece
@@ -88,33 +105,40 @@ def host_batches(read, n_samples, chunk_rows, batch_size, order=None, first_row=
             carry.append(piece)
             carried += len(piece[0])
             if carried == batch_size:
-                yield _joined(carry)
+                yield join(carry)
                 carry, carried = [], 0
     if carry:
-        yield _joined(carry)
+        yield join(carry)
 
 
-def _rows(arrays, index, start: int, stop: int) -> tuple:
-    if index is None:
-        return tuple(None if a is None else a[start:stop] for a in arrays)
-    rows = index[start:stop]
-    return tuple(None if a is None else np.take(a, rows, axis=0) for a in arrays)
+def rows_of(xp, take_rows):
+    """The ``take`` of :func:`cut` for arrays of ``xp`` (``take_rows`` gathers
+    rows through a device index)."""
+
+    def take(arrays, index, start: int, stop: int) -> tuple:
+        if index is None:
+            return tuple(None if a is None else a[start:stop] for a in arrays)
+        rows = index[start:stop]
+        return tuple(None if a is None else take_rows(a, rows) for a in arrays)
+
+    return take
 
 
-def _joined(pieces) -> tuple:
-    """The pieces of one batch (from consecutive chunks) as one tuple of arrays."""
-    if len(pieces) == 1:
-        return pieces[0]
-    joined = []
-    for parts in zip(*pieces):
-        if parts[0] is None:
-            joined.append(None)
-            continue
-        joined.append(np.concatenate(_same_form(parts)))
-    return tuple(joined)
+def joined(xp):
+    """The ``join`` of :func:`cut` for arrays of ``xp``."""
+
+    def join(pieces) -> tuple:
+        if len(pieces) == 1:
+            return pieces[0]
+        return tuple(
+            None if parts[0] is None else xp.concatenate(_same_form(xp, parts))
+            for parts in zip(*pieces)
+        )
+
+    return join
 
 
-def _same_form(parts):
+def _same_form(xp, parts):
     """Target pieces in one form: integer labels next to probability rows (a chunk
     of one-hot rows becomes labels, one of soft rows stays rows) become one-hot
     rows of the rows' dtype."""
@@ -122,4 +146,4 @@ def _same_form(parts):
     if not rows or all(p.ndim == 2 for p in parts):
         return parts
     width, dtype = rows[0].shape[1], rows[0].dtype
-    return [p if p.ndim == 2 else np.eye(width, dtype=dtype)[p] for p in parts]
+    return [p if p.ndim == 2 else xp.eye(width, dtype=dtype)[p] for p in parts]

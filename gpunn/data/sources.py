@@ -9,8 +9,9 @@ without shuffling).
 - :class:`ArraySource`: arrays already on the device (the data is moved once); each
   batch is a slice, or a gather through the epoch's permutation, on the device.
 - :class:`ChunkedSource`: a memory-mapped array read chunk by chunk
-  (:mod:`gpunn.data.chunks`), checked and cast on a reading thread, then handed to
-  the device by the backend's prefetcher.
+  (:mod:`gpunn.data.chunks`) on a reading thread (targets checked there), handed to
+  the device whole by the backend's prefetcher, cast and checked there and cut into
+  batches as in-memory data is.
 - :class:`IterableSource`: an iterable of ``(x, y)`` / ``(x, y, sample_weight)``
   batches, each checked on the reading thread, through the same prefetcher.
 """
@@ -130,23 +131,42 @@ class ChunkedSource:
         )
 
     def batches(self, order, first: int, batch_size: int, dp=None):
-        host = chunks.host_batches(
-            self._read,
-            self.n_samples,
-            self.chunk_rows,
-            batch_size,
-            order,
-            first * batch_size,
-        )
-        with self.model.backend.prefetch(host) as device:
-            for batch in device:
+        """Chunks go to the device whole (read ahead by the prefetcher, the copy
+        of the next overlapping the compute on this one); there each is cast,
+        checked, and cut into batches through its row order, as in-memory data."""
+        backend = self.model.backend
+        plan = chunks.plan(self.n_samples, self.chunk_rows, order, first * batch_size)
+        host = (self._read(lo, hi) for _, lo, hi, _ in plan)
+        take = chunks.rows_of(backend.xp, backend.take_rows)
+        with backend.prefetch(host) as device:
+            pieces = self._on_device(plan, device, order)
+            for batch in chunks.cut(
+                pieces, batch_size, take, chunks.joined(backend.xp)
+            ):
                 yield _shard(batch, len(batch[0]), dp)
 
+    def _on_device(self, plan, device, order):
+        """``(arrays, index, start)`` of each chunk, its features cast and checked
+        on the device and its row order there."""
+        backend = self.model.backend
+        for (chunk, lo, hi, start), (x, y, w) in zip(plan, device):
+            first = self.offset + lo
+            x = self.checker.device(x, first, self._where(first, hi - lo))
+            index = (
+                None if order is None else backend.asarray(order.rows(chunk, hi - lo))
+            )
+            yield (x, y, w), index, start
+
     def _read(self, lo: int, hi: int) -> tuple:
+        """Rows ``lo..hi-1`` as read (the features still memory-mapped: the
+        prefetcher's staging copies them), targets and weights checked."""
         X, y, w = (None if a is None else a[lo:hi] for a in self.arrays)
         first = self.offset + lo
-        where = f"rows {first}-{first + hi - lo - 1} of the memory-mapped array"
-        return self.checker(X, y, w, first, where)
+        return self.checker.host(X, y, w, first, self._where(first, hi - lo))
+
+    @staticmethod
+    def _where(first: int, rows: int) -> str:
+        return f"rows {first}-{first + rows - 1} of the memory-mapped array"
 
 
 class IterableSource:
