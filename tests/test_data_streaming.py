@@ -684,3 +684,35 @@ def test_memmap_on_the_data_parallel_path(tmp_path, small_chunks, monkeypatch):
         np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=1e-6)
     with pytest.raises(gpunn.ArgumentError, match="data-parallel training takes"):
         make().fit(Batches(X, 10, y), verbose=0)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_cut_never_reads_a_chunk_after_asking_for_the_next(shuffled):
+    """The GPU prefetcher refills a chunk's buffer once the next chunk is asked for:
+    a chunk poisoned at that moment must not show in any batch."""
+    from gpunn.data import chunks
+
+    n, rows, size = 50, 16, 6
+    data = np.arange(n * 2, dtype=np.float64).reshape(n, 2)
+    rng = np.random.default_rng(0)
+    order = chunks.draw_order(n, rows, rng) if shuffled else None
+    plan = chunks.plan(n, rows, order)
+
+    def pieces():
+        buffer = None
+        for chunk, lo, hi, start in plan:
+            if buffer is not None:
+                buffer[...] = -1  # the buffer is reused for the next chunk
+            buffer = data[lo:hi].copy()
+            index = None if order is None else order.rows(chunk, hi - lo)
+            yield (buffer,), index, start
+
+    take = chunks.rows_of(np, lambda a, index: np.take(a, index, axis=0))
+    batches = chunks.cut(pieces(), size, take, chunks.joined(np))
+    got = np.concatenate([b[0].copy() for b in batches])  # each used at once
+    expected = (
+        np.arange(n)
+        if order is None
+        else gdata.epoch_order(n, rows, np.random.default_rng(0))
+    )
+    np.testing.assert_array_equal(got, data[expected])

@@ -16,8 +16,10 @@ on the host in the consumer:
 - the reading thread waits (on the host, off the consumer's thread) for the copy out
   of a pinned buffer to finish before it writes that buffer again.
 
-A device batch is valid until the consumer asks for the next one but one: the
-training loop uses each batch within its step. This module does not import CuPy: the
+A device batch is valid until the consumer asks for the next one (work queued on
+the compute stream before that is safe): the training loop uses each batch within
+its step, and :func:`gpunn.data.chunks.cut` copies the rows a batch carries over
+from one chunk to the next. This module does not import CuPy: the
 CUDA calls come from ``cuda`` (:class:`CudaCalls`, built by the CuPy backend), so the
 ordering logic is testable with a simulated device.
 """

@@ -87,7 +87,8 @@ def cut(pieces, batch_size: int, take, join):
         pieces: an iterator of ``(arrays, index, start)``: one chunk's arrays (a
             tuple, None entries kept), the order of its rows (None: as they are)
             and the rows of that order to skip. It is advanced only when the chunk
-            before is used up, so at most two chunks are in use at once.
+            before is used up; a chunk's arrays need to stay valid only until then
+            (the rows a batch carries over are copied first).
         batch_size: rows per batch.
         take: ``(arrays, index, a, b) -> tuple``: rows ``a..b-1`` of the order.
         join: ``(list of tuples) -> tuple``: the pieces of a batch spanning chunks.
@@ -102,7 +103,9 @@ def cut(pieces, batch_size: int, take, join):
             if not carried and len(piece[0]) == batch_size:
                 yield piece
                 continue
-            carry.append(piece)
+            # a copy, queued now: the chunk's buffer may be refilled once the next
+            # chunk is asked for, before the batch is joined
+            carry.append(tuple(None if a is None else a.copy() for a in piece))
             carried += len(piece[0])
             if carried == batch_size:
                 yield join(carry)
