@@ -119,7 +119,7 @@ def main() -> None:
         "--batches",
         type=int,
         default=None,
-        help="batches per epoch (default: 24 CPU, 256 GPU)",
+        help="batches per epoch (default: 24 CPU, 128 GPU)",
     )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
@@ -128,7 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     gpu = args.device == "gpu"
     batch_size = args.batch_size or (4096 if gpu else 1024)
-    batches = args.batches or (256 if gpu else 24)
+    batches = args.batches or (128 if gpu else 24)
     result = run(args.device, batch_size, batches, args.epochs, args.rounds, args.tf32)
     report = {
         "machine": machine(args.device),
