@@ -131,6 +131,7 @@ def fit(
         steps=options["steps_per_epoch"],
         batch_size=batch_size,
         training=True,
+        steps_name="steps_per_epoch",
     )
     source, val = data.split(
         model,

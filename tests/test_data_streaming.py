@@ -341,8 +341,10 @@ def test_iterable_errors():
         make().fit(Batches(X, 10, bad), verbose=0)
     with pytest.raises(gpunn.ArgumentError, match="validation_split needs arrays"):
         make().fit(Batches(X, 10, y), validation_split=0.2, verbose=0)
-    with pytest.raises(gpunn.ArgumentError, match="steps are for an iterable"):
+    with pytest.raises(gpunn.ArgumentError, match="steps=2 is for an iterable"):
         make().evaluate(X, y, steps=2)
+    with pytest.raises(gpunn.ArgumentError, match="steps_per_epoch=3 is for an iter"):
+        make().fit(X, y, steps_per_epoch=3, verbose=0)
     with pytest.raises(InvalidInputError, match="yielded no batch"):
         make().fit(iter(()), verbose=0)
     norm = make(layers=[Dense(4), BatchNorm(), Dense(C)])

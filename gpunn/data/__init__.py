@@ -86,6 +86,7 @@ def source_for(
     steps=None,
     batch_size=32,
     training=False,
+    steps_name="steps",
 ):
     """The source of ``(x, y, w)`` for ``model``, checked as far as can be without
     reading a streamed source; builds an unbuilt model from the data's width.
@@ -99,10 +100,11 @@ def source_for(
         steps: batches per pass of an iterable (None: until it ends).
         batch_size: the batch size it will be read with.
         training: whether batches train (a BatchNorm needs 2 rows each).
+        steps_name: the argument that gave ``steps``, for errors.
     """
     if steps is not None and not is_batches(x):
         raise ArgumentError(
-            f"steps are for an iterable of batches; {names[0]} is a "
+            f"{steps_name}={steps} is for an iterable of batches; {names[0]} is a "
             f"{type(x).__name__}, whose length is known"
         )
     if is_batches(x):
