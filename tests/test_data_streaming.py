@@ -718,3 +718,43 @@ def test_cut_never_reads_a_chunk_after_asking_for_the_next(shuffled):
         else gdata.epoch_order(n, rows, np.random.default_rng(0))
     )
     np.testing.assert_array_equal(got, data[expected])
+
+
+# ------------------------------------------------------------------ every backend
+def test_streamed_sources_match_arrays_on_each_backend(backend, tmp_path, small_chunks):
+    """The prefetcher of each backend (pinned buffers and a copy stream on the GPU)
+    hands over the batches arrays give: float64, file order and shuffled against
+    epoch_order; equal within the multi-step tolerance, bitwise on the CPU."""
+    X, y, w = dataset()
+    X = X.astype(np.float64)
+    Xm, ym, wm = mapped(tmp_path, X, y, w)
+
+    def model():
+        layers = [Dense(16, activation="relu"), Dense(C)]
+        found = gpunn.Sequential(layers, seed=0, backend=backend, dtype="float64")
+        found.compile("softmax_cross_entropy", optim.Adam(0.05))
+        found.build(D)
+        return found
+
+    def close(a, b):
+        for u, v in zip(a.get_weights(), b.get_weights(), strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+    arrays, streamed, batches = model(), model(), model()
+    (order,) = orders(streamed, N, small_chunks, 1)
+    gdata.set_chunk_bytes(small_chunks * D * 8)  # 32 rows of float64 a chunk
+    streamed.fit(Xm, ym, batch_size=8, verbose=0, sample_weight=wm)
+    arrays.fit(
+        X[order],
+        y[order],
+        batch_size=8,
+        shuffle=False,
+        verbose=0,
+        sample_weight=w[order],
+    )
+    close(arrays, streamed)
+    batches.fit(Batches(X[order], 8, y[order], w[order]), verbose=0)
+    close(arrays, batches)
+    np.testing.assert_allclose(
+        streamed.predict(Xm, batch_size=16), streamed.predict(X), rtol=1e-12
+    )

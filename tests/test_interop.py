@@ -173,3 +173,27 @@ def test_a_device_tensor_its_library_cannot_copy_says_how_to_move_it():
 
     with pytest.raises(ArgumentTypeError, match=r"DLPack device \(2, 0\).*x\.cpu\(\)"):
         make().predict(Stuck(data()[0]))
+
+
+@pytest.mark.gpu
+def test_a_cupy_array_is_used_zero_copy_by_a_gpu_model_and_moved_once_to_a_cpu_one():
+    from conftest import gpu_skip_reason
+
+    if gpu_skip_reason():
+        pytest.skip(f"GPU backend not usable: {gpu_skip_reason()}")
+    import cupy
+
+    X, y = data()
+    on_gpu = cupy.asarray(X)
+    gpu = gpunn.get_backend("gpu")
+    found = inputs.features(gpu, on_gpu, np.float32, None)
+    assert found.data.ptr == on_gpu.data.ptr  # zero-copy
+    host = inputs.features(CPU, on_gpu, np.float32, None)  # moved once, by DLPack
+    assert isinstance(host, np.ndarray)
+    np.testing.assert_array_equal(host, X)
+    model = gpunn.Sequential(
+        [Dense(8, activation="relu"), Dense(3)], seed=0, backend="gpu"
+    )
+    model.compile("softmax_cross_entropy", gpunn.optim.Adam(0.01))
+    model.fit(on_gpu, cupy.asarray(y), epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_allclose(model(on_gpu), model.predict(X), rtol=1e-6)
