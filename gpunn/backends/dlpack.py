@@ -106,6 +106,8 @@ def to_host(x, name: str) -> np.ndarray:
         return np.from_dlpack(x) if on_host else np.from_dlpack(x, device="cpu")
     except (BufferError, RuntimeError, TypeError, ValueError) as error:
         found = _bfloat16_host(x, on_host)
+        if found is None and not on_host and hasattr(x, "__cuda_array_interface__"):
+            found = _copied_by_get(x)  # a CuPy without DLPack's dl_device
         if found is not None:
             return found
         where = "" if on_host else f" on DLPack device {device}"
@@ -119,6 +121,18 @@ def to_host(x, name: str) -> np.ndarray:
             f"{name}: cannot read this {type(x).__name__}{where} through DLPack "
             f"({error}); {fix}"
         ) from None
+
+
+def _copied_by_get(x) -> np.ndarray | None:
+    """A CUDA array's host copy through its ``get()`` (CuPy's), else None."""
+    get = getattr(x, "get", None)
+    if not callable(get):
+        return None
+    try:
+        found = get()
+    except Exception:  # noqa: BLE001 - not CuPy's get after all
+        return None
+    return found if isinstance(found, np.ndarray) else None
 
 
 def _bfloat16_host(x, on_host: bool) -> np.ndarray | None:
