@@ -100,10 +100,10 @@ def test_dense_activation_config():
     [
         (
             lambda: layers.LeakyReLU(-0.1),
-            r"negative_slope must be in \[0, inf\], got -0.1",
+            r"negative_slope must be in \[0, inf\), got -0.1",
         ),
         (lambda: layers.LeakyReLU(float("nan")), "negative_slope must be"),
-        (lambda: layers.ELU(0.0), r"alpha must be in \(0, inf\], got 0.0"),
+        (lambda: layers.ELU(0.0), r"alpha must be in \(0, inf\), got 0.0"),
         (lambda: layers.ELU(alpha=-1), "alpha must be"),
         (lambda: layers.Softmax(0), "temperature must be"),
         (lambda: layers.Softmax(temperature=-2.0), "temperature must be"),

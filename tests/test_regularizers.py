@@ -169,7 +169,7 @@ def test_dense_config_round_trips_with_regularizers():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: L1(-0.1), r"l1 must be in \[0, inf\], got -0.1"),
+        (lambda: L1(-0.1), r"l1 must be in \[0, inf\), got -0.1"),
         (lambda: L2(float("nan")), "l2 must be"),
         (lambda: L1L2(l1=0.1, l2=float("inf")), "l2 must be"),
         (lambda: regularizers.get("l3"), "regularizer must be one of"),

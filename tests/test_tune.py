@@ -359,7 +359,7 @@ def test_errors_found_while_searching():
     [
         (lambda: tune.uniform(1.0, 1.0), ValueError, "needs lo < hi"),
         (lambda: tune.uniform(0.0, math.inf), ValueError, r"hi must be in"),
-        (lambda: tune.loguniform(0.0, 1.0), ValueError, r"lo must be in \(0, inf\]"),
+        (lambda: tune.loguniform(0.0, 1.0), ValueError, r"lo must be in \(0, inf\)"),
         (lambda: tune.loguniform(-1.0, 1.0), ValueError, "lo must be in"),
         (lambda: tune.randint(3, 3), ValueError, "randint needs lo < hi"),
         (lambda: tune.randint(1.5, 3), TypeError, "randint lo must be an int"),
