@@ -12,17 +12,20 @@
 #   3 parity    CPU-vs-GPU training for every optimizer (float32, float64), fit/evaluate
 #   4 headline  gpunn bench: models A and B, batch 4096, fp32 and tf32, against torch
 #   5 mixed     gpunn bench: A and B at 4096 in bf16 and fp16 against torch.autocast
-#   6 suite     every gpu-marked test (-n 8 --timeout 120 when xdist/timeout are there)
-#   7 grid      gpunn bench: batch 256, 1024 and 16384, fp32 and tf32, against torch
-#   8 compile   gpunn bench against torch.compile: A and B at 4096, A at 256, fp32
-#   9 ops       the op and step benchmark suites (pytest bench/), short rounds
-#  10 sklearn   gpunn.sklearn's MLPClassifier against scikit-learn, 200k x 100
+#   6 stream    model A at 4096 streamed from a memory-mapped file against in-memory
+#               (fp32, and TF32 where the copy is more exposed)
+#   7 suite     every gpu-marked test (-n 8 --timeout 120 when xdist/timeout are there)
+#   8 grid      gpunn bench: batch 256, 1024 and 16384, fp32 and tf32, against torch
+#   9 compile   gpunn bench against torch.compile: A and B at 4096, A at 256, fp32
+#  10 ops       the op and step benchmark suites (pytest bench/), short rounds
+#  11 sklearn   gpunn.sklearn's MLPClassifier against scikit-learn, 200k x 100
 # The whole run stays inside GPU_SESSION_BUDGET seconds (default 500, under the
 # device's 10-minute limit with room for the tarball): a stage gets at most what is
 # left, and a stage with too little left is recorded as skipped. Everything ends up
 # in OUT_DIR/gpu_proof.tgz (summary.txt, one log per stage, the junit XML files
 # gpu_tests_<date>.xml and parity_<date>.xml, gpunn bench's JSON, tables and plots in
-# headline/, mixed/, grid/ and compile/, the suites' JSON, the scikit-learn JSON),
+# headline/, mixed/, grid/ and compile/, the suites' JSON, the streaming and
+# scikit-learn JSON),
 # written even when the run is interrupted.
 #
 # --dry-run checks this script on a machine without a GPU (CI does, in
@@ -83,6 +86,8 @@ if [ "$dry" -eq 1 ]; then
     headline=("${small[@]}" --batch-sizes 16)
     mixed=(--models tiny --steps 2 --precision bf16 --against numpy --batch-sizes 16)
     sklearn=(--max-iter 2 --seeds 1)
+    stream=(--batch-size 64 --batches 4 --epochs 2 --rounds 1)
+    stream_tf32=()
     grid=("${small[@]}" --batch-sizes 8,32)
     compiled=("${small[@]}" --batch-sizes 16)
 else
@@ -93,6 +98,8 @@ else
     headline=(--models A,B --batch-sizes 4096 --precision fp32,tf32 --against torch --steps 20)
     mixed=(--models A,B --batch-sizes 4096 --precision bf16,fp16 --against torch --steps 20)
     sklearn=(--gpu --epochs 2)
+    stream=(--rounds 2 --epochs 3)
+    stream_tf32=(--rounds 2 --epochs 3 --tf32)
     grid=(--models tiny,A,B --batch-sizes 256,1024,16384 --precision fp32,tf32 --against torch --steps 20)
     compiled=(--models A,B --batch-sizes 256,4096 --precision fp32 --against torch-compile --steps 20)
 fi
@@ -130,6 +137,15 @@ stage warmup 90 "$python" -m gpunn warmup
 stage parity 90 "${pytest[@]}" --junitxml="$work/parity_$day.xml" $parity_tests
 stage headline 120 "$python" -m gpunn bench --device "$device" "${headline[@]}" --out "$work/headline"
 stage mixed 90 "$python" -m gpunn bench --device "$device" "${mixed[@]}" --out "$work/mixed"
+stream_both() {
+    "$python" bench/streaming_vs_memory.py --device "$device" "${stream[@]}" \
+        --out "$work/stream" || return
+    [ ${#stream_tf32[@]} -eq 0 ] || "$python" bench/streaming_vs_memory.py \
+        --device "$device" "${stream_tf32[@]}" --out "$work/stream"
+}
+export -f stream_both
+export device work
+stage stream 90 bash -c "stream=(${stream[*]}); stream_tf32=(${stream_tf32[*]}); stream_both"
 # shellcheck disable=SC2086
 stage suite 180 "${pytest[@]}" "${parallel[@]}" --junitxml="$work/gpu_tests_$day.xml" $suite_tests
 stage grid 150 "$python" -m gpunn bench --device "$device" "${grid[@]}" --out "$work/grid"

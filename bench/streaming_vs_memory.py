@@ -121,11 +121,18 @@ def main() -> None:
         default=None,
         help="batches per epoch (default: 24 CPU, 128 GPU)",
     )
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument(
+        "--epochs", type=int, default=4, help=">= 2: the first is left out"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tf32", action="store_true", help="TF32 matmuls (GPU)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON")
     args = parser.parse_args()
+    if args.epochs < 2 or args.rounds < 1:
+        parser.error(
+            f"--epochs must be >= 2 (the first is a warm-up) and --rounds >= 1, got "
+            f"--epochs {args.epochs} --rounds {args.rounds}"
+        )
     gpu = args.device == "gpu"
     batch_size = args.batch_size or (4096 if gpu else 1024)
     batches = args.batches or (128 if gpu else 24)

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "gpu_session.sh"
 STAGES = [
-    *("env", "warmup", "parity", "headline", "mixed", "suite"),
+    *("env", "warmup", "parity", "headline", "mixed", "stream", "suite"),
     *("grid", "compile", "ops", "sklearn"),
 ]
 
@@ -26,7 +26,10 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(out: Path, budget: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_SESSION_BUDGET": str(budget)}
+    # a clean environment: under pytest-xdist the workers' PYTEST_XDIST_* variables
+    # would make the inner pytest-benchmark run think it is a worker and skip timing
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(PYTHON=sys.executable, GPU_SESSION_BUDGET=str(budget))
     env.pop("PYTHONPATH", None)
     return subprocess.run(
         ["bash", str(SCRIPT), "--dry-run", str(out)],
@@ -68,6 +71,7 @@ def test_a_dry_run_runs_every_stage_into_one_tarball(tmp_path):
         assert {".json", ".txt"} <= kinds, (folder, names)
     assert any(n.startswith("gpu_proof/suites_cpu_") for n in names)
     assert any(n.startswith("gpu_proof/sklearn/") for n in names)
+    assert any(n.startswith("gpu_proof/stream/") for n in names)
     assert "== headline" in done.stdout and "gpunn (cpu)" in done.stdout
 
 
