@@ -53,7 +53,9 @@ def worker(model_name: str, batch: int, steps: int) -> None:
             self.times.append(time.perf_counter() - self.start)
 
     clock = Clock()
-    model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0, callbacks=[clock])
+    model.fit(
+        X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0, callbacks=[clock]
+    )
     if gpunn.distributed.is_primary():
         times = clock.times[2:]  # warm-up steps excluded
         print(json.dumps({"median_s": float(np.median(times)), "times_s": times}))
@@ -76,7 +78,9 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,A")
     parser.add_argument("--batch-sizes", default="256,1024")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results")
+    )
     args = parser.parse_args()
     ranks = [int(r) for r in args.ranks.split(",")]
     rows = []

@@ -5,28 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpunn import data, faults, guards, inputs, losses, mixed_precision, optim, training
+from gpunn import data, faults, guards, losses, optim, training
 from gpunn import metrics as metrics_lib
 from gpunn import precision as precisions
 from gpunn.arena import ParameterArena
 from gpunn.backends import get_backend
-from gpunn.checks import check_bool, check_callable, check_int, check_path
+from gpunn.checks import check_bool, check_callable, check_int
 from gpunn.data import adapt as data_adapt
-from gpunn.errors import ArgumentError, ArgumentTypeError, NotBuiltError
-from gpunn.layers.activations import Activation
+from gpunn.errors import ArgumentError, ArgumentTypeError
 from gpunn.layers.base import Layer
-from gpunn.layers.dense import Dense
 from gpunn.lr_find import lr_find as range_test
 from gpunn.optim import loss_scaler as loss_scalers
-from gpunn.persistence import model_io
-from gpunn.persistence.config import model_arguments, model_config
+from gpunn.steps import Steps, optimizer_taken
 from gpunn.summary import describe
+from gpunn.weights import Weights
 
 DTYPES = ("float32", "float64")
 DEFAULT_METRICS = ("accuracy",)
 
 
-class Sequential:
+class Sequential(Steps, Weights):
     """A feed-forward stack of layers, trained as one.
 
     Args:
@@ -133,7 +131,7 @@ class Sequential:
             raise ArgumentError("a Sequential model needs at least one layer")
         guards.check_free(self, self.layers)
         if self.optimizer is not None and self.optimizer.arena is not None:
-            raise ArgumentError(_taken(self.optimizer))
+            raise ArgumentError(optimizer_taken(self.optimizer))
         with guards.undo_on_error(self):
             self._build(input_dim)
         guards.claim(self)
@@ -219,206 +217,13 @@ class Sequential:
         optimizer = optim.get(optimizer)
         scaler = loss_scalers.get(loss_scale, self.policy)
         if optimizer.arena is not None and optimizer.arena is not self.arena:
-            raise ArgumentError(_taken(optimizer))
+            raise ArgumentError(optimizer_taken(optimizer))
         if self.built:
             optimizer.bind(self.arena)
         self.loss, self.metrics, self.optimizer = loss, found, optimizer
         self.loss_scaler = scaler
 
-    # ----------------------------------------------------------------- data
-    def _inputs(self, X, name: str = "X", build: bool = True):
-        self.backend.set_tf32(self.tf32)  # CuPy's setting is per process
-        if self.built:  # parameters written through layer views since the last call
-            self.arena.params_changed()
-        width = self.input_dim
-        X = inputs.features(self.backend, X, self.dtype, width, name)
-        if build and not self.built:
-            self.build(X.shape[1])
-        return X
-
-    def _dataset(self, X, y, sample_weight=None, names=("X", "y", "sample_weight")):
-        """Validates a dataset once and moves it to the device: ``(X, y, w)`` with
-        ``w`` None when there are no sample weights. An unbuilt model is built from
-        ``X``'s width once all of it passed."""
-        self._require_compiled()
-        X = self._inputs(X, names[0], build=False)
-        n_out = self.output_dim if self.built else self._output_width(X.shape[1])
-        y = inputs.targets(
-            self.backend, y, self.loss, n_out, len(X), self.dtype, names[1]
-        )
-        w = inputs.sample_weights(
-            self.backend, sample_weight, len(X), self.dtype, names[2]
-        )
-        inputs.loss_options(self.backend, self.loss, self.dtype)
-        if not self.built:
-            self.build(X.shape[1])
-        return X, y, w
-
-    def _output_width(self, n_in: int) -> int:
-        """The width the layers would give inputs of ``n_in`` features."""
-        for layer in self.layers:
-            n_in = layer.output_dim(n_in)
-        return n_in
-
-    def _require_compiled(self) -> None:
-        if self.loss is None:
-            raise NotBuiltError("call model.compile(loss, optimizer) before training")
-        bound = self.optimizer.arena
-        if bound is not None and bound is not self.arena:
-            raise ArgumentError(_taken(self.optimizer))
-
-    # ----------------------------------------------------------------- compute
-    def forward(self, x, training: bool = False):
-        """Runs the layers on a device batch ``x`` (already validated); the output
-        is in the model's dtype (float32 under mixed precision)."""
-        self.arena.sync_compute()
-        for layer in self.layers:
-            x = layer.forward(x, training)
-        return x if x.dtype == self.dtype else x.astype(self.dtype)
-
-    def backward(self, doutputs) -> None:
-        """Backpropagates ``doutputs``, writing every gradient into the arena."""
-        self._backward_through(self.layers, doutputs)
-
-    @staticmethod
-    def _backward_through(layers, doutputs) -> None:
-        for layer in reversed(layers):
-            if doutputs is None:
-                return  # no layer below has parameters: none needs a gradient
-            doutputs = layer.backward(doutputs)
-
-    def _fused_head(self):
-        """The final activation that the loss takes over, or None.
-
-        When the last layer (or the last Dense's activation) is the loss's ``link``
-        (softmax for cross-entropy, sigmoid for binary cross-entropy), training and
-        evaluation skip it and hand the loss the logits: the stable fused path.
-        ``predict`` still applies it.
-        """
-        link = getattr(self.loss, "link", None)
-        if link is None:
-            return None
-        last = self.layers[-1]
-        head = last.activation if isinstance(last, Dense) else last
-        if isinstance(head, Activation) and head.activation == link:
-            return head
-        return None
-
-    def _loss_inputs(self, x, training: bool):
-        """Runs the layers up to what the loss takes: the logits when fused."""
-        head = self._fused_head()
-        if head is None:
-            return self.forward(x, training)
-        self.arena.sync_compute()
-        *body, last = self.layers
-        for layer in body:
-            x = layer.forward(x, training)
-        if last is not head:
-            x = last.forward(x, training, activate=False)
-        if x.dtype != self.dtype:  # mixed precision: the loss runs in float32
-            x = x.astype(self.dtype)
-        temperature = getattr(head, "temperature", 1.0)
-        return x if temperature == 1 else x * (1 / temperature)
-
-    def _backward_from_loss(self, doutputs) -> None:
-        head = self._fused_head()
-        if head is None:
-            self.backward(doutputs)
-            return
-        temperature = getattr(head, "temperature", 1.0)
-        if temperature != 1:
-            doutputs = doutputs * (1 / temperature)
-        *body, last = self.layers
-        if last is not head:
-            doutputs = last.backward(doutputs, activate=False)
-        self._backward_through(body, doutputs)
-
-    def _penalty(self):
-        """The layers' regularization losses summed (0-d device array), or None."""
-        total = None
-        for layer in self.layers:
-            penalty = layer.penalty()
-            if penalty is not None:
-                total = penalty if total is None else total + penalty
-        return total
-
-    def _loss(self, x, y, sample_weight=None, training: bool = False):
-        """``(loss, loss inputs)`` on a device batch, penalties included."""
-        try:
-            outputs = self._loss_inputs(x, training)
-            loss, _ = self.loss(self.backend, outputs, y, sample_weight)
-            penalty = self._penalty()
-        except self.backend.out_of_memory_errors as exc:
-            raise faults.out_of_memory(self, exc, len(x), "evaluation") from exc
-        return (loss if penalty is None else loss + penalty), outputs
-
-    def _gradients(self, x, y, sample_weight=None):
-        """Forward and backward on a device batch, writing every gradient into the
-        arena; returns (loss with penalties, loss inputs). A device out-of-memory
-        error becomes :class:`~gpunn.faults.DeviceMemoryError`."""
-        for layer in self.layers:  # until the step commits or discards it
-            layer.stage_state = True
-        try:
-            with mixed_precision.overflow_expected(self):
-                outputs = self._loss_inputs(x, training=True)
-                loss, doutputs = self.loss(self.backend, outputs, y, sample_weight)
-                penalty = self._penalty()
-                self._backward_from_loss(mixed_precision.scaled(self, doutputs))
-        except self.backend.out_of_memory_errors as exc:
-            self._discard_layer_state()
-            raise faults.out_of_memory(self, exc, len(x), "training") from exc
-        except BaseException:  # Ctrl-C too: no staged layer state survives
-            self._discard_layer_state()
-            raise
-        return (loss if penalty is None else loss + penalty), outputs
-
-    def _train_batch(self, x, y, sample_weight=None, check=None):
-        """One update on a device batch; returns (loss before the update, outputs).
-        ``check``: a :class:`~gpunn.faults.StepCheck` run before the update (fit and
-        train_step pass one; lr_find none, its loss diverges on purpose)."""
-        loss, outputs = self._gradients(x, y, sample_weight)
-        self._apply_step(loss, check, len(x))
-        return loss, outputs
-
-    def _apply_step(self, loss, check=None, batch_size: int = 0, batches: int = 1):
-        """The optimizer update, once ``check(loss, batches)`` (if given) passed:
-        it raises NonFiniteError or returns False (the update skipped). The layer
-        state the step's forwards staged (BatchNorm's running statistics...) is
-        committed with the update, in one piece a Ctrl-C does not split
-        (:func:`gpunn.faults.uninterrupted`), and discarded when the step is refused
-        or fails. With a loss scaler the gradients are unscaled first; with a
-        dynamic one the check always runs (an overflowing step is skipped and the
-        scale backs off, see :mod:`gpunn.mixed_precision`)."""
-        scaler = self.loss_scaler
-        try:
-            if scaler is not None:
-                mixed_precision.unscale_(self)
-                if check is None and scaler.dynamic:
-                    check = faults.StepCheck(self)
-            if check is not None and not check(loss, batches):
-                self._discard_layer_state()
-                return
-            with faults.uninterrupted():
-                self.optimizer.step()
-                if scaler is not None:
-                    scaler.update(found_inf=False)
-                for layer in self.layers:
-                    layer.commit_state()
-                    layer.stage_state = False
-                self._steps_applied += 1
-        except self.backend.out_of_memory_errors as exc:
-            self._discard_layer_state()
-            raise faults.out_of_memory(self, exc, batch_size, "training") from exc
-        except BaseException:
-            self._discard_layer_state()
-            raise
-
-    def _discard_layer_state(self) -> None:
-        """Drops what training forwards staged since the last applied step."""
-        for layer in self.layers:
-            layer.discard_state()
-            layer.stage_state = False
-
+    # ----------------------------------------------------------------- training
     @guards.guarded("train_step", exclusive_call=True)
     def train_step(self, x, y, sample_weight=None) -> float:
         """One optimizer update on one batch; returns that batch's loss (with any
@@ -636,77 +441,6 @@ class Sequential:
     def __repr__(self) -> str:
         return describe(self)
 
-    # ----------------------------------------------------------------- weights
-    def _require_built(self) -> ParameterArena:
-        if not self.built:
-            raise NotBuiltError("model is not built: pass input_dim or call fit first")
-        return self.arena
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Copies of every parameter as NumPy arrays, in layer order (Dense: W, b)."""
-        arena = self._require_built()
-        return [
-            self.backend.to_numpy(arena.view(arena.params, s)).copy()
-            for s in arena.slots
-        ]
-
-    def set_weights(self, weights) -> None:
-        """Sets every parameter from NumPy arrays in :meth:`get_weights` order."""
-        arena = self._require_built()
-        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
-            raise ArgumentTypeError(
-                f"weights must be a list of {len(arena.slots)} arrays, got "
-                f"{type(weights).__name__}"
-            )
-        weights = list(weights)
-        if len(weights) != len(arena.slots):
-            raise ArgumentError(
-                f"weights must be a list of {len(arena.slots)} arrays, got {len(weights)}"
-            )
-        arrays = []
-        for slot, w in zip(arena.slots, weights):
-            name = f"weights for {slot.key}"
-            w = inputs.values(self.backend, w, self.dtype, name)
-            if w.shape != slot.shape:
-                raise ArgumentError(
-                    f"{name} must have shape {slot.shape}, got {w.shape}"
-                )
-            arrays.append(w)
-        for slot, w in zip(arena.slots, arrays):
-            arena.view(arena.params, slot)[...] = w
-        arena.params_changed()
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Copies of every layer's non-trainable state (BatchNorm running statistics,
-        fitted Standardize/Whiten statistics) as ``{"layer.name": array}``."""
-        self._require_built()
-        return {
-            f"{layer.name}.{key}": value
-            for layer in self.layers
-            for key, value in layer.get_state().items()
-        }
-
-    def set_state(self, state: dict) -> None:
-        """Restores what :meth:`get_state` returned (every entry, nothing else)."""
-        self._require_built()
-        if not isinstance(state, dict):
-            raise ArgumentTypeError(
-                f"state must be a dict like get_state()'s, got {type(state).__name__}"
-            )
-        expected = set(self.get_state())
-        if set(state) != expected:
-            raise ArgumentError(
-                f"state must have the entries {sorted(expected)}, got {sorted(state)}"
-            )
-        previous = self.get_state()
-        for layer in self.layers:
-            try:
-                layer.set_state(_part(state, layer))
-            except (ValueError, TypeError) as exc:
-                for done in self.layers:  # all or nothing
-                    done.set_state(_part(previous, done))
-                raise type(exc)(f"state of layer {layer.name}: {exc}") from exc
-
     @guards.guarded("adapt", exclusive_call=True)
     def adapt(self, X, steps=None) -> None:
         """Fits every adaptable preprocessing layer (``Standardize``, ``Whiten``) from
@@ -736,113 +470,10 @@ class Sequential:
                 return
             x = layer.forward(x, training=False)
 
-    def _snapshot(self, with_scaler: bool = True) -> dict:
-        """A device copy of the parameters, a host copy of the layer state and (with
-        ``with_scaler``) the loss scaler's state: what :meth:`_restore` puts back.
-        Weights-only snapshots (EarlyStopping's best epoch) leave the scaler, whose
-        state belongs to the run, not to the weights."""
-        arena, scaler = self._require_built(), self.loss_scaler
-        keep = with_scaler and scaler is not None
-        return {
-            "params": arena.params.copy(),
-            "state": self.get_state(),
-            "loss_scaler": scaler.state_dict() if keep else None,
-        }
-
-    def _restore(self, snapshot: dict) -> None:
-        self.arena.params[...] = snapshot["params"]
-        self.arena.params_changed()
-        if snapshot.get("loss_scaler") is not None:  # weights-only snapshots lack it
-            self.loss_scaler.load_state_dict(snapshot["loss_scaler"])
-        self.set_state(snapshot["state"])
-
-    def count_params(self) -> int:
-        return self._require_built().num_params
-
-    def save(self, path, include_optimizer: bool = True) -> None:
-        """Saves the built model to one safetensors file, atomically: architecture,
-        dtype, input width, seed, weights (``"dense_0.kernel"`` shaped ``(n_in,
-        units)``, as :meth:`get_weights`), layer state (``"batchnorm_1.running_mean"``,
-        as :meth:`get_state`) and, when compiled and ``include_optimizer``, the loss,
-        optimizer and metric configs. ``gpunn.load(path)`` rebuilds it bitwise.
-
-        Raises:
-            NotBuiltError: the model is not built.
-            ValueError: something ``gpunn.load`` could not rebuild (a layer class not
-                in :mod:`gpunn.layers`, a loss or an lr given as a plain callable);
-                nothing is written.
-            OSError: the write failed; an existing file at ``path`` is intact.
-        """
-        check_path("path", path)
-        arena = self._require_built()
-        weights = {
-            slot.key: self.backend.to_numpy(arena.view(arena.params, slot))
-            for slot in arena.slots
-        }
-        config = self.get_config(include_optimizer)
-        model_io.write(path, config, weights, self.get_state())
-
-    def get_config(self, include_optimizer: bool = True) -> dict:
-        """The architecture as a JSON-able dict: dtype, input width (None before
-        the model is built), seed, layer configs and, when compiled and
-        ``include_optimizer``, the loss, optimizer and metric configs (see
-        :mod:`gpunn.persistence.config`). Weights are not included."""
-        return model_config(self, include_optimizer)
-
-    @classmethod
-    def from_config(cls, config: dict, backend=None) -> Sequential:
-        """A new model from :meth:`get_config`'s dict, built when ``input_dim`` is
-        set (fresh weights drawn from ``seed``) and compiled when the dict has a
-        ``compile`` entry. ``backend`` as for the constructor. ValueError /
-        TypeError naming the bad entry (e.g. ``layers[2]``)."""
-        args = model_arguments(config)
-        model = cls(
-            args["layers"],
-            input_dim=args["input_dim"],
-            dtype=args["dtype"],
-            backend=backend,
-            seed=args["seed"],
-            precision=args["precision"],
-        )
-        if args["compile"] is not None:
-            model.compile(**args["compile"])
-        return model
-
-    def export(self, path, dtype=None, opset: int = 17) -> None:
-        """Writes the inference graph to an ONNX file, atomically: input ``"input"``
-        ``(batch, n_in)`` with a dynamic batch, output ``"output"``, the values
-        :meth:`predict` returns. Needs ``pip install "gpunn[onnx]"``.
-
-        Args:
-            path: the ``.onnx`` file to write (missing directories are created).
-            dtype: ``"float32"``, ``"float64"`` or ``"float16"``; None keeps the
-                model's dtype (a mixed-precision model's float32 master weights:
-                its ``predict`` computes in 16 bits, so the two agree to 16-bit
-                rounding). Default: None.
-            opset: ONNX opset, >= 13. Default: 17.
-
-        See :func:`gpunn.export.export_onnx` for what is exported and raised."""
-        from gpunn.export import export_onnx  # local: onnx is optional
-
-        export_onnx(self, path, dtype, opset)
-
     def summary(self, print_fn=print) -> str:
         """Prints (and returns) a table of layers, output widths, parameter counts and
         forward FLOPs per sample."""
         return training.summary_table(self, check_callable("print_fn", print_fn))
-
-
-def _taken(optimizer) -> str:
-    return (
-        f"this {type(optimizer).__name__} already belongs to another model; create "
-        "one optimizer per model (model.compile(loss, NewOptimizer(...)))"
-    )
-
-
-def _part(state: dict, layer) -> dict:
-    """The entries of a model state that belong to ``layer``, without its prefix."""
-    prefix = layer.name + "."
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _model_dtype(dtype) -> np.dtype:

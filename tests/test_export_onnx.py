@@ -19,7 +19,6 @@ from gpunn.cli import main
 from gpunn.errors import NotBuiltError
 from gpunn.export import ExportError, export_onnx, onnx_model, to_onnx
 from gpunn.export.trace import _CONVERTERS, ACTIVATION_OPS
-from gpunn.precision import bfloat16
 from gpunn.layers import (
     Activation,
     BatchNorm,
@@ -31,6 +30,7 @@ from gpunn.layers import (
     Swish,
     Whiten,
 )
+from gpunn.precision import bfloat16
 
 BATCHES = (1, 5, 64)  # one graph, several batch sizes: the batch is dynamic
 N_IN = 6

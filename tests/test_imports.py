@@ -11,6 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "gpunn"
 ABOVE_PERSISTENCE = (
     "gpunn.model",
+    "gpunn.steps",
+    "gpunn.weights",
     "gpunn.training",
     "gpunn.callbacks",
     "gpunn.checkpointing",

@@ -20,8 +20,7 @@ from conftest import REDUCTION_TOL, assert_close
 import gpunn
 from gpunn.backends.kernels import BLOCK
 from gpunn.backends.philox import CounterRNG, DropoutMask, dropout_threshold
-from gpunn.checkpointing import ModelCheckpoint
-from gpunn.layers import BatchNorm, Dense, Dropout
+from gpunn.layers import Dropout
 from gpunn.precision import bfloat16
 
 M0, M1 = 0xD2E7470EE14C6C93, 0xCA5A826395121157

@@ -166,7 +166,7 @@ def test_an_update_writes_the_16_bit_copy_in_the_same_pass(
 
 def test_a_bad_16_bit_copy_is_refused_before_anything_is_written(kernel_backend):
     param, grad = (kernel_backend.asarray(np.ones(5, np.float32)) for _ in range(2))
-    hyper = dict(lr=0.1, momentum=0.0, dampening=0.0, nesterov=False)
+    hyper = {"lr": 0.1, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
     hyper.update(weight_decay=0.0, maximize=False, first_step=True)
     for bad, match in [
         (np.zeros(5, np.float32), "float16 or bfloat16"),

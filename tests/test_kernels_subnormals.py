@@ -47,15 +47,15 @@ def test_an_sgd_step_keeps_subnormal_parameters(kernel_backend, reference):
     """``p - lr * g`` where both the step and the result are subnormal."""
     param = np.full(7, TINY, np.float32)
     grad = np.full(7, TINY, np.float32)
-    hyper = dict(
-        lr=0.5,
-        momentum=0.0,
-        dampening=0.0,
-        nesterov=False,
-        weight_decay=0.0,
-        maximize=False,
-        first_step=True,
-    )
+    hyper = {
+        "lr": 0.5,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "maximize": False,
+        "first_step": True,
+    }
     expected = param.copy()
     reference.sgd_update_(expected, grad.copy(), None, **hyper)
     assert 0 < expected[0] < TINY  # subnormal

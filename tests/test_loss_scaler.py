@@ -29,7 +29,7 @@ def _ours(found, **kwargs):
 
 def test_against_torch_grad_scaler():
     torch = pytest.importorskip("torch")
-    kwargs = dict(init_scale=2.0**10, growth_factor=3.0, backoff_factor=0.25)
+    kwargs = {"init_scale": 2.0**10, "growth_factor": 3.0, "backoff_factor": 0.25}
     kwargs["growth_interval"] = 4
     param = torch.nn.Parameter(torch.zeros(3))
     opt = torch.optim.SGD([param], lr=0.1)

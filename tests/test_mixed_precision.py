@@ -203,7 +203,7 @@ def test_mixed_models_save_float32_masters_and_load_either_way(tmp_path, precisi
 
 def test_a_resumed_float16_run_is_bitwise_with_its_loss_scaler(tmp_path):
     X, y = _data()
-    scaler = dict(init_scale=2.0**20, growth_interval=3)
+    scaler = {"init_scale": 2.0**20, "growth_interval": 3}
 
     def run(**fit):
         model = _model("mixed_float16", loss_scale=LossScaler(**scaler))
