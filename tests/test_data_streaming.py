@@ -709,7 +709,7 @@ def test_cut_never_reads_a_chunk_after_asking_for_the_next(shuffled):
             index = None if order is None else order.rows(chunk, hi - lo)
             yield (buffer,), index, start
 
-    take = chunks.rows_of(np, lambda a, index: np.take(a, index, axis=0))
+    take = chunks.rows_of(lambda a, index: np.take(a, index, axis=0))
     batches = chunks.cut(pieces(), size, take, chunks.joined(np))
     got = np.concatenate([b[0].copy() for b in batches])  # each used at once
     expected = (

@@ -114,9 +114,10 @@ def cut(pieces, batch_size: int, take, join):
         yield join(carry)
 
 
-def rows_of(xp, take_rows):
-    """The ``take`` of :func:`cut` for arrays of ``xp`` (``take_rows`` gathers
-    rows through a device index)."""
+def rows_of(take_rows):
+    """The ``take`` of :func:`cut`, also how in-memory data is batched: rows
+    ``start..stop-1`` of ``index`` (None: of the arrays as they are), gathered by
+    ``take_rows(array, rows)`` (the backend's)."""
 
     def take(arrays, index, start: int, stop: int) -> tuple:
         if index is None:

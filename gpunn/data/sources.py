@@ -67,20 +67,14 @@ class ArraySource:
     def batches(self, order, first: int, batch_size: int, dp=None):
         backend, data, n = self.model.backend, self.data, self.n_samples
         order = None if order is None else backend.asarray(order)
+        take = chunks.rows_of(backend.take_rows)
         for start in range(first * batch_size, n, batch_size):
             stop = min(start + batch_size, n)
             size = stop - start
             if dp is not None:  # this rank's shard of the global batch
                 lo, hi = dp.shard(size)
                 start, stop = start + lo, start + hi
-            if order is None:
-                xb, yb, wb = (None if a is None else a[start:stop] for a in data)
-            else:
-                index = order[start:stop]
-                xb, yb, wb = (
-                    None if a is None else backend.take_rows(a, index) for a in data
-                )
-            yield xb, yb, wb, size
+            yield (*take(data, order, start, stop), size)
 
 
 class ChunkedSource:
@@ -137,7 +131,7 @@ class ChunkedSource:
         backend = self.model.backend
         plan = chunks.plan(self.n_samples, self.chunk_rows, order, first * batch_size)
         host = (self._read(lo, hi) for _, lo, hi, _ in plan)
-        take = chunks.rows_of(backend.xp, backend.take_rows)
+        take = chunks.rows_of(backend.take_rows)
         with backend.prefetch(host) as device:
             pieces = self._on_device(plan, device, order)
             for batch in chunks.cut(

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from gpunn.data.chunks import rows_of
 from gpunn.sklearn import _optimizers
 
 
@@ -125,15 +126,10 @@ def _epoch(est, net, data, order, batch_size: int):
     if order is not None:
         order = backend.asarray(order)
     total, solver = None, est._optimizer
+    take = rows_of(backend.take_rows)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        if order is None:
-            xb, yb, wb = (None if a is None else a[start:stop] for a in data)
-        else:
-            index = order[start:stop]
-            xb, yb, wb = (
-                None if a is None else backend.take_rows(a, index) for a in data
-            )
+        xb, yb, wb = take(data, order, start, stop)
         loss = net.gradient_(
             xb, yb, wb, est._loss_name(), est.out_activation_, est.alpha
         )
